@@ -1,0 +1,4 @@
+from mghkit.cli import main
+
+if __name__ == "__main__":
+    main()
