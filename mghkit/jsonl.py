@@ -11,17 +11,24 @@ A bad line is reported with its line number, never a traceback::
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
 import jsonlines
+
+try:  # 2-5x faster than json, and strict: NaN and lone surrogates are not JSON
+    import orjson as _orjson
+
+    _loads: Callable[[str | bytes], Any] = _orjson.loads
+except ImportError:  # pragma: no cover
+    _orjson = None  # type: ignore[assignment]
+    _loads = json.loads
 from pydantic import BaseModel, ValidationError
 
 from mghkit.errors import InputError, UsageError
@@ -32,6 +39,9 @@ MAX_LINE_BYTES = 8 * 1024 * 1024  # a record larger than this is a mistake, not 
 _CHUNK = 1 << 20
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
                bool: "boolean", type(None): "null"}  # fmt: skip
+
+
+RawLine = tuple[int, bytes | int]  # (line number, the line's bytes | its size when over the limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,35 +92,47 @@ def _bounded_lines(fp: IO[bytes], max_bytes: int) -> Iterator[bytes | int]:
 
 def iter_lines(source: str | Path | IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Line]:
     """Stream the lines of a JSONL file (or ``-`` for stdin); blank lines are skipped."""
-    fp = source if hasattr(source, "readline") else _open_binary(source)  # type: ignore[arg-type]
+    return parse_lines(iter_raw_lines(source, max_line_bytes=max_line_bytes), max_line_bytes=max_line_bytes)
+
+
+def iter_raw_lines(source: str | Path | IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[RawLine]:
+    """(line number, bytes) for each line, or (line number, size) for a line over the limit:
+    the unparsed half of ``iter_lines``, for handing batches of lines to worker processes."""
+    fp: IO[bytes] = source if not isinstance(source, str | Path) else _open_binary(source)
     close = fp is not sys.stdin.buffer and not hasattr(source, "readline")
     try:
-        pending: list[bytes] = []
-        reader = jsonlines.Reader(iter(pending.pop, None))  # fed one vetted line at a time
-        for lineno, raw in enumerate(_bounded_lines(fp, max_line_bytes), 1):  # type: ignore[arg-type]
-            if isinstance(raw, int):
-                yield Line(lineno, None, f"line is {raw:,} bytes, over the {max_line_bytes:,}-byte limit")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield Line(lineno, None, "not valid UTF-8 (binary data?)", _cut(raw.decode("utf-8", "replace")))
-                continue
-            pending.append(text.encode("utf-8"))
-            try:
-                obj = reader.read()
-            except jsonlines.InvalidLineError:
-                yield Line(lineno, None, "not valid JSON", _cut(text))
-                continue
-            if not isinstance(obj, dict):
-                yield Line(lineno, None, f"expected a JSON object, got {_JSON_TYPES.get(type(obj), 'value')}", _cut(text))
-                continue
-            yield Line(lineno, obj)
+        yield from enumerate(_bounded_lines(fp, max_line_bytes), 1)
     finally:
         if close:
             fp.close()
+
+
+def parse_lines(raw_lines: Iterable[RawLine], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Line]:
+    """Parse ``iter_raw_lines`` output into Lines (the parsing half of ``iter_lines``)."""
+    pending: list[bytes] = []
+    reader = jsonlines.Reader(iter(pending.pop, None), loads=_loads)  # fed one vetted line at a time
+    for lineno, raw in raw_lines:
+        if isinstance(raw, int):
+            yield Line(lineno, None, f"line is {raw:,} bytes, over the {max_line_bytes:,}-byte limit")
+            continue
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield Line(lineno, None, "not valid UTF-8 (binary data?)", _cut(raw.decode("utf-8", "replace")))
+            continue
+        pending.append(raw)
+        try:
+            obj = reader.read()
+        except jsonlines.InvalidLineError:
+            yield Line(lineno, None, "not valid JSON", _cut(text))
+            continue
+        if not isinstance(obj, dict):
+            kind = _JSON_TYPES.get(type(obj), "value")
+            yield Line(lineno, None, f"expected a JSON object, got {kind}", _cut(text))
+            continue
+        yield Line(lineno, obj)
 
 
 def _cut(text: str, n: int = 2000) -> str:
@@ -181,7 +203,7 @@ class JsonlWriter:
                 self._fp = target.open("a", encoding="utf-8")
             else:
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-                self._fp = io.open(fd, "w", encoding="utf-8")
+                self._fp = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer = jsonlines.Writer(self._fp, flush=self.mode == "append" or self.path == "-", dumps=_dumps)
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
@@ -213,7 +235,12 @@ class JsonlWriter:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj, option=_orjson.OPT_NON_STR_KEYS | _orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
+        except TypeError:  # e.g. an int over 64 bits: the standard library copes
+            pass
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def repair_tail(path: str | Path) -> int:
@@ -241,3 +268,41 @@ def repair_tail(path: str | Path) -> int:
             keep = 0
         fp.truncate(keep)
         return size - keep
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write one JSON document (e.g. a report) to ``path`` via a temp file and rename; ``-`` is stdout."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if target.is_dir() or not target.parent.exists():
+        raise UsageError(f"{target}: cannot write here (a directory, or its folder does not exist)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(fd, "w", encoding="utf-8") as fp:
+            fp.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_distinct_outputs(source: str | Path, **outputs: str | Path | None) -> None:
+    """Refuse two outputs (or an output and the input) that name the same file or both stdout.
+
+    >>> check_distinct_outputs("in.jsonl", out="-", rejects="-")
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: --rejects -: same as --out; give each output its own file
+    """
+    seen: dict[str, str] = {} if str(source) == "-" else {str(Path(source).resolve()): "the input"}
+    for opt, value in outputs.items():
+        if not value:
+            continue
+        key = "-" if str(value) == "-" else str(Path(value).resolve())
+        name = "--" + opt.replace("_", "-")
+        if key in seen:
+            raise UsageError(f"{name} {value}: same as {seen[key]}; give each output its own file")
+        seen[key] = name

@@ -25,9 +25,9 @@ def test_top_help_lists_the_seven_commands():
 def test_help_imports_no_heavy_library(command):
     args = ["--help"] if command is None else [command, "--help"]
     code = (
-        "import sys\nsys.argv = ['mghkit', *%r]\nfrom mghkit.cli import main\n"
+        f"import sys\nsys.argv = ['mghkit', *{args!r}]\nfrom mghkit.cli import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "heavy = [m for m in %r if m in sys.modules]\nassert not heavy, heavy\n" % (args, HEAVY)
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\nassert not heavy, heavy\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert r.returncode == 0, r.stderr.decode()

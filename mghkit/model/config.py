@@ -1,0 +1,84 @@
+"""EncoderConfig: how a model turns text into one vector. No torch here, so the CLI can read it.
+
+Saved as ``mghkit_model.json`` in a run dir, beside ``adapter/`` (peft LoRA weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mghkit.errors import UsageError
+
+POOLINGS = ("ata", "mean", "last", "weighted-mean")
+ATA_DIRECTIONS = ("received", "given")
+ATA_SIGNS = ("positive", "literal")
+DTYPES = ("float32", "bfloat16", "float16")
+QUERY_FORMAT = "Instruct: {task}\nQuery: {query}"
+
+
+@dataclass
+class EncoderConfig:
+    """Everything needed to rebuild an encoder, apart from the weights.
+
+    >>> EncoderConfig(base_model="local").pooling in POOLINGS
+    True
+    >>> EncoderConfig.from_dict({"base_model": "x", "pooling": "mean", "future_field": 1}).pooling
+    'mean'
+    """
+
+    base_model: str = "local"
+    pooling: str = "mean"  # decided in docs/ata.md
+    ata_direction: str = "received"  # "received" = column sums, "given" = row sums (METHOD.md section 3)
+    ata_sign: str = "positive"  # "positive": sum max(0, log((K+1)a)); "literal": the formula as given
+    bidirectional: bool = True
+    query_format: str = QUERY_FORMAT
+    pool_instruction: bool = False  # instruction tokens are attended to but not pooled
+    add_eos: bool = True  # append the tokenizer's EOS (the closing token last-token pooling reads)
+    max_length: int = 512
+    padding_side: str = "right"
+    dtype: str = "float32"
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form provenance (e.g. training args)
+
+    def __post_init__(self) -> None:
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("ata direction", self.ata_direction, ATA_DIRECTIONS)
+        check_choice("ata sign", self.ata_sign, ATA_SIGNS)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("padding side", self.padding_side, ("left", "right"))
+        if self.max_length < 4:
+            raise UsageError(f"max length must be >= 4, got {self.max_length}")
+        if "{query}" not in self.query_format:
+            raise UsageError(f"query format must contain {{query}}, got {self.query_format!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Build from a dict, ignoring keys this version does not know (forward compatible)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (``path`` is a run dir or a file)."""
+        file = Path(path)
+        if file.is_dir() or not file.suffix:
+            file.mkdir(parents=True, exist_ok=True)
+            file = file / "mghkit_model.json"
+        file.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise a UsageError listing the valid choices.
+
+    >>> check_choice("pooling", "mean", POOLINGS)
+    >>> check_choice("pooling", "max", POOLINGS)
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: unknown pooling 'max' (choose from ata, mean, last, weighted-mean)
+    """
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")

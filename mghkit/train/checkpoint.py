@@ -1,0 +1,94 @@
+"""Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG, position.
+
+Layout: ``RUN/checkpoints/step-000010/`` with ``trainable.pt``, ``optimizer.pt``,
+``scheduler.pt``, ``rng-rank{R}.pt`` (one per process) and ``state.json`` (step, data hash,
+the arguments that must not change). A checkpoint is written to a temp dir and renamed, so a
+killed run never leaves a half checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mghkit.errors import UsageError
+
+DIR = "checkpoints"
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def step_dir(run: Path, step: int) -> Path:
+    return run / DIR / f"step-{step:06d}"
+
+
+def save(run: Path, step: int, *, trainable: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
+         state: dict[str, Any], rank: int = 0, world_size: int = 1, keep: int = 2) -> Path:  # fmt: skip
+    """Write checkpoint ``step``. Rank 0 writes the shared parts; every rank its RNG state.
+    Callers put a barrier around this in multi-process runs."""
+    target = step_dir(run, step)
+    tmp = target.with_name(target.name + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save(trainable, tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=2))
+    _barrier()
+    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    _barrier()
+    if rank == 0:
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        for old in sorted((run / DIR).glob("step-??????"))[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+    return target
+
+
+def latest(run: Path) -> Path | None:
+    found = sorted((run / DIR).glob("step-??????")) if (run / DIR).is_dir() else []
+    return found[-1] if found else None
+
+
+def read_state(ckpt: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((ckpt / "state.json").read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{ckpt}: not a readable checkpoint ({e})") from None
+
+
+def load(ckpt: Path, *, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[str, torch.Tensor]:
+    """Restore optimizer, scheduler and this rank's RNG; return the trainable tensors."""
+    trainable = torch.load(ckpt / "trainable.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True))
+    rng_file = ckpt / f"rng-rank{rank}.pt"
+    if not rng_file.exists():
+        raise UsageError(f"{ckpt}: no RNG state for process {rank} (resume with the same number of processes)")
+    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+    return dict(trainable)
+
+
+def _barrier() -> None:
+    from mghkit.train.distributed import barrier
+
+    barrier()

@@ -1,0 +1,228 @@
+"""The training file: read and check ALL of it before any model loads, then plan the steps.
+
+A training file is either a curriculum file (``Example`` records, trained in file order, stage by
+stage) or a triplet file (``Triplet`` records), which ``mghkit.curriculum`` orders with a schedule.
+Each optimizer step takes ``step_size`` = batch x grad-accum x processes consecutive examples of
+one stage; stages are never mixed in a step and never shuffled across.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mghkit.errors import InputError, UsageError
+from mghkit.jsonl import display_name, iter_lines, parse_record
+from mghkit.schema import LEVELS, Example, Triplet
+
+ARGS_FILE = "training_args.json"
+CURRICULUM_KEYS = frozenset({"positive", "negative"})
+TRIPLET_KEYS = frozenset({"positive_example", "hard_negative_examples"})
+
+
+@dataclass
+class TrainData:
+    """The ordered training examples and their lineage."""
+
+    examples: list[Example]
+    kind: str  # "curriculum" | "triplets"
+    path: str
+    sha256: str
+    schedule: str | None = None
+    lines: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lineage(self) -> dict[str, Any]:
+        """Input hash and counts per stage and level, for the run dir."""
+        stages = Counter(e.stage for e in self.examples)
+        levels = Counter(e.level for e in self.examples)
+        return {
+            "input": self.path,
+            "input_sha256": self.sha256,
+            "kind": self.kind,
+            "schedule": self.schedule,
+            "records": self.lines,
+            "examples": len(self.examples),
+            "examples_per_stage": {str(k): stages[k] for k in sorted(stages)},
+            "examples_per_level": dict(sorted(levels.items())),
+            **self.extra,
+        }
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fp:
+        for block in iter(lambda: fp.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_texts(rec: Example | Triplet, name: str, lineno: int) -> None:
+    if isinstance(rec, Example):
+        fields = {"query": rec.query, "positive": rec.positive, "negative": rec.negative}
+    else:
+        fields = {"query": rec.query, "positive_example": rec.positive_example}
+        if not rec.hard_negative_examples:  # fewer than 4: the curriculum skips the missing levels
+            raise InputError("no hard negatives (expected 4, most similar first)", path=name, line=lineno,
+                             field="hard_negative_examples")  # fmt: skip
+        for i, neg in enumerate(rec.hard_negative_examples[: len(LEVELS)]):
+            fields[f"hard_negative_examples.{i}.text"] = neg.text
+    for key, text in fields.items():
+        if not text.strip():
+            raise InputError("empty text", path=name, line=lineno, field=key)
+
+
+def read_training_records(path: str | Path) -> tuple[str, list[Example] | list[Triplet], int]:
+    """Parse and check every line; the first bad one raises InputError (file:line:field).
+    Returns (kind, records, number of records). The kind is set by the first record."""
+    name = display_name(path)
+    if str(path) != "-" and not Path(path).exists():
+        raise UsageError(f"{name}: no such file")
+    kind: str | None = None
+    records: list[Any] = []
+    for line in iter_lines(path):
+        if line.obj is None:
+            raise InputError(line.error or "bad line", path=name, line=line.lineno)
+        if kind is None:
+            keys = set(line.obj)
+            if keys >= CURRICULUM_KEYS:
+                kind = "curriculum"
+            elif keys >= TRIPLET_KEYS:
+                kind = "triplets"
+            else:
+                raise InputError(
+                    "neither a curriculum example (query, positive, negative) nor a triplet "
+                    "(query, positive_example, hard_negative_examples)", path=name, line=line.lineno,
+                )  # fmt: skip
+        model: type[Example] | type[Triplet] = Example if kind == "curriculum" else Triplet
+        rec: Example | Triplet = parse_record(line.obj, model, path=name, line=line.lineno)
+        _check_texts(rec, name, line.lineno)
+        records.append(rec)
+    if kind is None:
+        raise InputError("no training records", path=name)
+    return kind, records, len(records)
+
+
+def load_training_data(path: str | Path, *, schedule: str | None = None, seed: int = 0) -> TrainData:
+    """Read the whole training file (fast, no model) and put it in training order."""
+    kind, records, n = read_training_records(path)
+    name = display_name(path)
+    sha = file_sha256(path) if str(path) != "-" else hashlib.sha256(b"<stdin>").hexdigest()
+    if kind == "curriculum":
+        return TrainData(list(records), kind, name, sha, schedule=None, lines=n)  # type: ignore[arg-type]
+    from mghkit import curriculum
+
+    schedule = schedule or "coarse-to-fine"
+    examples = curriculum.build_curriculum(records, schedule=schedule, seed=seed)  # type: ignore[arg-type]
+    return TrainData(list(examples), kind, name, sha, schedule=schedule, lines=n)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimizer step: the example indices (global, all processes) and its stage."""
+
+    stage: int
+    level: str
+    indices: tuple[int, ...]
+
+
+def stage_runs(examples: list[Example]) -> list[list[int]]:
+    """Indices grouped into consecutive runs of the same stage, in file order.
+
+    >>> ex = [Example(id=str(i), stage=s, level="low", query="q", positive="p", negative="n")
+    ...       for i, s in enumerate([1, 1, 2, 2, 2])]
+    >>> stage_runs(ex)
+    [[0, 1], [2, 3, 4]]
+    """
+    runs: list[list[int]] = []
+    for i, e in enumerate(examples):
+        if runs and examples[runs[-1][-1]].stage == e.stage:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def plan_steps(
+    examples: list[Example], step_size: int, *, steps: int | None = None, epochs: int | None = None
+) -> list[Step]:
+    """Every step of the run, in order: stage by stage, ``step_size`` consecutive examples each.
+
+    With ``steps``, the steps are split equally between the stages (earlier stages take the
+    remainder); with ``epochs`` (default 1), each epoch walks every stage once. A stage's last,
+    partial batch is completed from the start of the same stage, and a stage that runs out
+    starts over, so every step has exactly ``step_size`` distinct examples.
+
+    >>> ex = [Example(id=str(i), stage=1 + i // 4, level="low", query="q", positive="p", negative="n")
+    ...       for i in range(8)]
+    >>> [s.indices for s in plan_steps(ex, 3)]
+    [(0, 1, 2), (3, 0, 1), (4, 5, 6), (7, 4, 5)]
+    >>> [s.indices for s in plan_steps(ex, 2, steps=3)]
+    [(0, 1), (2, 3), (4, 5)]
+    """
+    if steps is not None and epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    runs = stage_runs(examples)
+    for run in runs:
+        if len(run) < step_size:
+            e = examples[run[0]]
+            raise UsageError(
+                f"stage {e.stage} has {len(run)} examples, fewer than one step's {step_size} "
+                "(batch size x grad accum x processes); lower --batch-size or add data"
+            )
+    if steps is not None:
+        if steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {steps}")
+        quota = [steps // len(runs) + (1 if i < steps % len(runs) else 0) for i in range(len(runs))]
+    else:
+        n_epochs = 1 if epochs is None else epochs
+        if n_epochs < 1:
+            raise UsageError(f"--epochs must be >= 1, got {n_epochs}")
+        quota = [-(-len(run) // step_size) * n_epochs for run in runs]
+    plan: list[Step] = []
+    if steps is None and len(runs) > 1 and (epochs or 1) > 1:  # epochs walk all stages, then repeat
+        per_epoch = [q // (epochs or 1) for q in quota]
+        for epoch in range(epochs or 1):
+            for run, k in zip(runs, per_epoch, strict=True):
+                plan.extend(_run_steps(examples, run, step_size, range(epoch * k, (epoch + 1) * k)))
+        return plan
+    for run, k in zip(runs, quota, strict=True):
+        plan.extend(_run_steps(examples, run, step_size, range(k)))
+    return plan
+
+
+def _run_steps(examples: list[Example], run: list[int], size: int, ks: range) -> Iterator[Step]:
+    first = examples[run[0]]
+    per_pass = -(-len(run) // size)
+    for k in ks:
+        start = (k % per_pass) * size
+        idx = tuple(run[(start + j) % len(run)] for j in range(size))
+        levels = {examples[i].level for i in idx}
+        yield Step(first.stage, first.level if len(levels) == 1 else "mixed", idx)
+
+
+def prepare(args: Any, world_size: int | None = None) -> tuple[TrainData, list[Step]]:
+    """Check the arguments (a ``TrainArgs``) and the whole training file, and plan every step.
+    No torch, no model: a bad file fails in seconds. ``world_size`` defaults to $WORLD_SIZE."""
+    args.check()
+    world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    if not args.resume and (out / ARGS_FILE).exists():
+        raise UsageError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if args.resume and not any((out / "checkpoints").glob("step-??????")):
+        raise UsageError(f"{out}: no checkpoint to resume from")
+    data = load_training_data(args.data, schedule=args.schedule, seed=args.seed)
+    if data.kind == "curriculum" and args.schedule:
+        from mghkit.curriculum import parse_schedule
+
+        parse_schedule(args.schedule)  # a typo still fails
+        data.extra["note"] = f"--schedule {args.schedule} ignored: the file is a curriculum, trained in file order"
+    plan = plan_steps(data.examples, args.batch_size * args.grad_accum * world, steps=args.steps, epochs=args.epochs)
+    return data, plan

@@ -1,0 +1,273 @@
+"""``train(args)``: the whole run, from the training file to a run dir that is a model.
+
+    data -> plan of steps (stage by stage) -> trainable encoder (LoRA / QLoRA) -> for each step:
+    embed queries, positives and hard negatives -> InfoNCE over everything in the (global) batch
+    -> backward (plain accumulation or GradCache) -> sum gradients over processes -> AdamW step
+    -> metrics.jsonl, progress, checkpoints -> adapter/, mghkit_model.json, plot, lineage.
+
+The training file is read and checked in full before any model is loaded, so a bad file fails
+in seconds. The run dir is written by process 0 only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from mghkit.errors import UsageError
+from mghkit.model.config import EncoderConfig
+from mghkit.model.encoder import Encoder
+from mghkit.schema import Example
+from mghkit.train import checkpoint
+from mghkit.train.args import RESUME_FIXED, TrainArgs
+from mghkit.train.data import ARGS_FILE, Step, TrainData, prepare
+from mghkit.train.distributed import (
+    DistInfo,
+    all_reduce_grads,
+    all_reduce_sum,
+    barrier,
+    gather_with_grad,
+    init_from_env,
+)
+from mghkit.train.gradcache import accumulate_backward, grad_cache_backward
+from mghkit.train.loss import info_nce
+from mghkit.train.model import LoraSettings, auto_dtype, build_trainable_encoder, pick_device, trainable_parameters
+from mghkit.train.progress import Progress
+
+METRICS_FILE = "metrics.jsonl"
+LINEAGE_FILE = "lineage.json"
+PLOT_FILE = "loss.png"
+
+
+@dataclass
+class RunResult:
+    out: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+    seconds: float
+
+
+def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup to the peak, then linear decay to 0 at ``total``.
+
+    >>> f = lr_lambda(2, 6); [round(f(s), 2) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def _encoder_config(args: TrainArgs, device: torch.device) -> EncoderConfig:
+    base = EncoderConfig(base_model=args.base_model)
+    return replace(
+        base,
+        pooling=args.pooling or base.pooling,
+        bidirectional=not args.causal,
+        max_length=args.max_length,
+        dtype=args.dtype or auto_dtype(device),
+    )
+
+
+class Batcher:
+    """Examples -> embeddings (queries with their instruction, documents without)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.last_tokens = 0
+
+    def __call__(self, chunk: list[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        enc = self.encoder
+        q_batch = enc.collate([enc.features(e.query, e.instruction or None) for e in chunk])
+        d_batch = enc.collate([enc.features(t) for t in [e.positive for e in chunk] + [e.negative for e in chunk]])
+        q = enc.embed(q_batch)
+        d = enc.embed(d_batch)
+        self.last_tokens = int(q_batch["attention_mask"].sum() + d_batch["attention_mask"].sum())
+        p, n = d.split(len(chunk))
+        return q, p, n
+
+
+def train(
+    args: TrainArgs, console: Console | None = None, prepared: tuple[TrainData, list[Step]] | None = None
+) -> RunResult:
+    """Run (or resume) one training run; returns a summary. See the module docstring.
+    ``prepared``: the result of ``mghkit.train.data.prepare(args)`` when already computed."""
+    console = console or Console(stderr=True)
+    dist = init_from_env()
+    data, plan = prepared if prepared is not None else prepare(args, dist.world_size)
+    out = Path(args.out)
+    main = dist.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        say = console.print
+        say(f"[bold]train[/]: {data.kind} {data.path}: {len(data.examples)} examples, {len(plan)} steps of "
+            f"{args.batch_size} x {args.grad_accum} x {dist.world_size} process(es)"
+            + (", GradCache" if args.grad_cache else ""))  # fmt: skip
+        if args.base_model == "local":
+            say("base model: local (the embedded SmolLM2-135M-Instruct; --base-model to change)")
+        if "note" in data.extra:
+            say(data.extra["note"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = pick_device(dist.local_rank)
+    config = _encoder_config(args, device)
+    lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout) if args.lora else None
+    encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
+                                      gradient_checkpointing=args.gradient_checkpointing, device=device, seed=args.seed)  # fmt: skip
+    model = encoder.model
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    warmup = args.warmup_steps if args.warmup_steps is not None else math.ceil(0.1 * len(plan))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, len(plan)))
+    torch.manual_seed(args.seed * 1000 + dist.rank + 1)  # dropout streams differ per process
+
+    start = 0
+    fixed = {k: getattr(args, k) for k in RESUME_FIXED}
+    state = {"data_sha256": data.sha256, "plan_steps": len(plan), "args": fixed}
+    if args.resume:
+        start = _resume(out, state, model, optimizer, scheduler, dist)
+        if main:
+            console.print(f"resuming at step {start} of {len(plan)}")
+    if main:
+        saved = {**args.to_dict(), "world_size": dist.world_size, "warmup_steps_used": warmup,
+                 "dtype_used": config.dtype, "device": str(device)}  # fmt: skip
+        (out / ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
+        (out / LINEAGE_FILE).write_text(json.dumps({**data.lineage(), "steps": len(plan),
+                                                    "examples_per_step": len(plan[0].indices)}, indent=2) + "\n")  # fmt: skip
+        _truncate_metrics(out / METRICS_FILE, start)
+
+    batcher = Batcher(encoder)
+
+    def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return info_nce(gather_with_grad(q), gather_with_grad(p), gather_with_grad(n), temperature=args.temperature)
+
+    tokens_seen = 0
+
+    def forward(chunk: list[Example]) -> tuple[torch.Tensor, ...]:
+        nonlocal tokens_seen
+        result = batcher(chunk)
+        if not torch.is_grad_enabled() or not args.grad_cache:  # count each example once
+            tokens_seen += batcher.last_tokens
+        return result
+
+    losses: list[float] = []
+    progress = Progress(console, total=len(plan), start=start, enabled=main)
+    t_run = time.perf_counter()
+    model.train()
+    with progress:
+        end = len(plan) if args.stop_after is None else min(len(plan), max(start, args.stop_after))
+        for i in range(start, end):
+            step = plan[i]
+            t0 = time.perf_counter()
+            tokens_seen = 0
+            chunks = _my_chunks(data.examples, step, args, dist)
+            backward = grad_cache_backward if args.grad_cache else accumulate_backward
+            loss = backward(forward, chunks, loss_fn)
+            all_reduce_grads(params)
+            if args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - t0
+            tokens = all_reduce_sum(tokens_seen)
+            value = float(loss.item())
+            losses.append(value)
+            row = {"step": i + 1, "stage": step.stage, "level": step.level, "loss": round(value, 6), "lr": lr,
+                   "examples": len(step.indices), "tokens": int(tokens), "step_s": round(seconds, 3),
+                   "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(len(step.indices) / seconds, 2),
+                   "elapsed_s": round(time.perf_counter() - t_run, 2)}  # fmt: skip
+            if main:
+                with (out / METRICS_FILE).open("a", encoding="utf-8") as fp:
+                    fp.write(json.dumps(row) + "\n")
+            progress.update(row)
+            if (i + 1) % args.save_every == 0 or i + 1 == end:
+                _save_checkpoint(out, i + 1, model, optimizer, scheduler, state, dist, args.keep_checkpoints)
+                if main:
+                    from mghkit.train.plot import plot_metrics
+
+                    plot_metrics(out / METRICS_FILE, out / PLOT_FILE)
+    if end < len(plan):
+        if main:
+            console.print(f"stopped after step {end} of {len(plan)}; continue with --resume --out {out}")
+    elif main:
+        _save_model(out, encoder, args, data, len(plan))
+        console.print(f"run dir: {out} (adapter/, mghkit_model.json, {METRICS_FILE}, {PLOT_FILE})")
+    barrier()
+    return RunResult(out, len(plan), losses[-1] if losses else float("nan"), losses, time.perf_counter() - t_run)
+
+
+def _my_chunks(examples: list[Example], step: Step, args: TrainArgs, dist: DistInfo) -> list[list[Example]]:
+    """This process's micro-batches of a step: micro-batch a is global examples
+    [a*B*W, (a+1)*B*W), of which process r takes [r*B, (r+1)*B)."""
+    b, w = args.batch_size, dist.world_size
+    chunks = []
+    for a in range(args.grad_accum):
+        lo = a * b * w + dist.rank * b
+        chunks.append([examples[j] for j in step.indices[lo : lo + b]])
+    return chunks
+
+
+def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, dist: DistInfo) -> int:
+    from mghkit.train.model import load_trainable_state
+
+    ckpt = checkpoint.latest(out)
+    assert ckpt is not None  # checked in prepare()
+    saved = checkpoint.read_state(ckpt)
+    if saved.get("data_sha256") != state["data_sha256"]:
+        raise UsageError(f"{out}: --resume with a different training file (sha256 differs from the run's)")
+    changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k) != v]
+    if changed:
+        raise UsageError(f"{out}: --resume with changed settings: {', '.join(changed)} (resume needs the same ones)")
+    if saved.get("world_size", 1) != dist.world_size:
+        raise UsageError(f"{out}: the run used {saved.get('world_size')} process(es); resume with the same number")
+    trainable = checkpoint.load(ckpt, optimizer=optimizer, scheduler=scheduler, rank=dist.rank)
+    load_trainable_state(model, trainable)
+    return int(saved["step"])
+
+
+def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any],
+                     dist: DistInfo, keep: int) -> None:  # fmt: skip
+    from mghkit.train.model import trainable_state
+
+    checkpoint.save(out, step, trainable=trainable_state(model), optimizer=optimizer, scheduler=scheduler,
+                    state=state, rank=dist.rank, world_size=dist.world_size, keep=keep)  # fmt: skip
+
+
+def _truncate_metrics(path: Path, start: int) -> None:
+    """Keep the rows of steps <= ``start`` (a resumed run rewrites what came after)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _save_model(out: Path, encoder: Encoder, args: TrainArgs, data: TrainData, steps: int) -> None:
+    """adapter/ + mghkit_model.json: ``load_encoder(out)`` rebuilds the trained encoder."""
+    from mghkit.model import loading
+
+    if args.lora:
+        encoder.model.save_pretrained(str(out / loading.ADAPTER_DIR))
+    else:  # full fine-tune: the whole model becomes the base
+        encoder.model.save_pretrained(str(out / "model"))
+        encoder.tokenizer.save_pretrained(str(out / "model"))
+    config = replace(encoder.config, base_model=args.base_model if args.lora else str((out / "model").resolve()),
+                     dtype="float32" if args.quantize else encoder.config.dtype,
+                     extra={**encoder.config.extra, "trained": {"steps": steps, "data_sha256": data.sha256,
+                                                                 "quantize": args.quantize, "by": "mghkit train"}})  # fmt: skip
+    config.save(out)

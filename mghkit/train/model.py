@@ -1,0 +1,158 @@
+"""The trainable encoder: base model (optionally 4/8-bit), gradient checkpointing, LoRA.
+
+``mghkit.model.loading.load_model`` has no quantisation option, so a quantised base (QLoRA) is
+loaded here with the same bidirectional settings; everything else goes through it. The result is
+a normal ``mghkit.model.encoder.Encoder`` whose ``model`` is a peft model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mghkit.errors import UsageError
+from mghkit.model import loading
+from mghkit.model.config import EncoderConfig
+from mghkit.model.encoder import Encoder
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+QUANTIZE = ("4bit", "8bit")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: tuple[str, ...] = LORA_TARGETS
+
+
+def pick_device(local_rank: int = 0) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def auto_dtype(device: torch.device) -> str:
+    """bf16 where the hardware has it (CUDA with bf16 support), else fp32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def _load_quantized(config: EncoderConfig, quantize: str, device: torch.device) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, BitsAndBytesConfig
+
+    path = loading.resolve_model_path(config.base_model)
+    compute = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+    if quantize == "4bit":
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                                 bnb_4bit_use_double_quant=True)  # fmt: skip
+    else:
+        bnb = BitsAndBytesConfig(load_in_8bit=True)
+    try:
+        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except OSError as e:
+        raise UsageError(
+            f"{config.base_model}: model not found offline (use 'local', a model dir, or a cached id)"
+        ) from e
+    hf_config.is_causal = not config.bidirectional
+    if hasattr(hf_config, "sliding_window"):
+        hf_config.sliding_window = None
+        hf_config.use_sliding_window = False
+    if getattr(hf_config, "layer_types", None):
+        hf_config.layer_types = ["full_attention"] * len(hf_config.layer_types)
+    hf_config.use_cache = False
+    model = AutoModel.from_pretrained(
+        path, config=hf_config, quantization_config=bnb, dtype=compute, local_files_only=True,
+        device_map={"": device.index if device.type == "cuda" else "cpu"},
+    )  # fmt: skip
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model, tokenizer
+
+
+def build_trainable_encoder(
+    config: EncoderConfig,
+    *,
+    lora: LoraSettings | None = LoraSettings(),
+    quantize: str | None = None,
+    gradient_checkpointing: bool = True,
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> Encoder:
+    """Load ``config.base_model`` and make it trainable: LoRA adapters (seeded, identical on every
+    process), non-reentrant gradient checkpointing, use_cache off. ``lora=None`` trains all weights."""
+    device = device or pick_device()
+    if quantize is not None and quantize not in QUANTIZE:
+        raise UsageError(f"unknown --quantize {quantize!r} (choose from {', '.join(QUANTIZE)})")
+    if quantize and lora is None:
+        raise UsageError("--quantize needs LoRA (a quantised base cannot be trained directly)")
+    if quantize:
+        model, tokenizer = _load_quantized(config, quantize, device)
+    else:
+        model, tokenizer, _ = loading.load_model(
+            config.base_model, bidirectional=config.bidirectional, dtype=config.dtype
+        )
+        model.to(device)
+    model.config.use_cache = False
+    if quantize:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:
+        enable_checkpointing(model, keep_last=config.pooling == "ata")
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [t for t in lora.targets if t in present]
+        if not targets:
+            raise UsageError(f"{config.base_model}: none of the LoRA target modules {', '.join(lora.targets)} exist")
+        torch.manual_seed(seed)  # the same adapter initialisation on every process
+        peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                                 bias="none")  # fmt: skip
+        model = get_peft_model(model, peft_config)
+    model.train()
+    return Encoder(model, tokenizer, config)
+
+
+def enable_checkpointing(model: Any, keep_last: bool = False) -> None:
+    """Non-reentrant activation checkpointing on every decoder layer. ``keep_last`` leaves the
+    last layer un-checkpointed: ATA pooling reads that layer's attention through a hook, and a
+    recomputation of the layer without the hook would not match the first pass."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers < 5.x
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if keep_last:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+        if layers:
+            layers[-1].gradient_checkpointing = False
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors by name (the LoRA weights), for checkpoints."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise UsageError(
+            f"checkpoint does not match the model: {len(missing)} trainable tensors missing, e.g. {missing[0]}"
+        )
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))

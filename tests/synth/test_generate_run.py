@@ -1,0 +1,143 @@
+"""`generate` end to end in-process through the real LiteLLM path: faults, concurrency, resume,
+rejects, dry run - counted at the server and in the files."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mghkit.errors import RuntimeFailure
+from mghkit.llm import BudgetExceeded, ClientConfig
+from mghkit.schema import Task, Triplet
+from mghkit.synth.generate import RunOptions, run_generate
+from tests.fakeserver import Drop, Malformed, Reply, Slow, Status, Truncated
+
+
+def write_tasks(path: Path, n: int) -> Path:
+    kinds = ["short-long", "long-short", "long-long", "short-short", "sts"]
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(json.dumps(Task(kind=kinds[i % 5], task=f"Retrieve things of sort {i} given a question").to_json()) + "\n")
+    return path
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def config(srv, tmp_path, **kw) -> ClientConfig:
+    base = dict(model="openai/fake", api_base=srv.url, cache_dir=tmp_path / "cache", backoff_base=0.01,
+                timeout=5.0, max_retries=4)
+    base.update(kw)
+    return ClientConfig(**base)
+
+
+def opts(tmp_path, **kw) -> RunOptions:
+    base = dict(out=str(tmp_path / "t.jsonl"), rejects=str(tmp_path / "r.jsonl"), per_task=2, concurrency=4,
+                progress=False)
+    base.update(kw)
+    return RunOptions(**base)
+
+
+def test_misbehaving_server_every_job_accounted_for(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 10)
+    server.latency = 0.02
+    server.add_fault(Status(429, headers={"Retry-After": "0.05"}), times=3)
+    server.add_fault(Status(500), times=2)
+    server.add_fault(Drop(), times=2)
+    server.add_fault(Truncated(), times=1)
+    server.add_fault(Malformed(), times=1)
+    # content faults for one task: prose and a broken object, then the re-ask is still bad -> reject
+    server.add_fault(Reply("I think the answer is {\"query\": \"x\""), match="sort 3 ", times=2)
+    server.add_fault(Reply("Sorry, no."), match="sort 3 ", times=2)
+    stats = run_generate(tasks, config(server, tmp_path), opts(tmp_path))
+    out, rej = lines(tmp_path / "t.jsonl"), lines(tmp_path / "r.jsonl")
+    ids = [r["id"] for r in out] + [r["id"] for r in rej]
+    assert len(ids) == 20 and len(set(ids)) == 20  # no loss, no duplicate
+    assert len(rej) == 2 and all(r["raw"] and r["reason"] and "raw_reask" in r for r in rej)
+    assert {r["task_id"] for r in rej} == {json.loads(line)["id"] for line in tasks.read_text().splitlines()[3:4]}
+    for r in out:
+        Triplet.model_validate(r)
+    assert stats.written == 18 and stats.rejected == 2
+    # after a success the same request is never sent again
+    assert max(Counter(server.answered).values()) == 1
+    assert server.max_concurrency <= 4
+
+
+def test_concurrency_is_bounded_and_used(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 12)
+    server.latency = 0.15
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1, concurrency=4))
+    assert server.count == 12
+    assert 2 <= server.max_concurrency <= 4
+
+
+def test_rerun_resumes_and_sends_nothing_more(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 5)
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path))
+    assert server.count == 10
+    # a crash mid-line: the partial last line is cut and that record redone (from the cache)
+    out = tmp_path / "t.jsonl"
+    text = out.read_text()
+    last = text.splitlines()[-1]
+    out.write_text(text[: len(text) - len(last) // 2 - 1])
+    stats = run_generate(tasks, config(server, tmp_path), opts(tmp_path))
+    assert server.count == 10  # the cut record came from the cache
+    assert stats.resumed == 9 and stats.written == 1
+    ids = [r["id"] for r in lines(out)]
+    assert len(ids) == 10 == len(set(ids))
+    # with a fresh cache, a full rerun still sends nothing: everything is already done
+    stats = run_generate(tasks, config(server, tmp_path, cache_dir=tmp_path / "other"), opts(tmp_path))
+    assert server.count == 10 and stats.written == 0 and stats.resumed == 10
+
+
+def test_rejects_count_as_done_on_rerun(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    server.add_fault(Reply("not json"), times=100)
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1))
+    assert len(lines(tmp_path / "r.jsonl")) == 2 and server.count == 4  # one re-ask each
+    run_generate(tasks, config(server, tmp_path, cache_dir=tmp_path / "c2"), opts(tmp_path, per_task=1))
+    assert server.count == 4 and len(lines(tmp_path / "r.jsonl")) == 2
+
+
+def test_a_dead_server_stops_the_run_quickly_and_a_rerun_finishes(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 30)
+    server.add_fault(Status(503), times=10_000)
+    with pytest.raises(RuntimeFailure, match="in a row failed"):
+        run_generate(tasks, config(server, tmp_path, max_retries=1), opts(tmp_path, per_task=1, concurrency=2))
+    assert server.count < 30  # it stopped instead of hammering 30 x 2 requests
+    server.rules.clear()
+    run_generate(tasks, config(server, tmp_path, max_retries=1), opts(tmp_path, per_task=1, concurrency=2))
+    assert len({r["id"] for r in lines(tmp_path / "t.jsonl")}) == 30
+
+
+def test_budget_stop_keeps_what_arrived_and_rerun_continues(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 20)
+    cfg = config(server, tmp_path, model="gpt-4o", max_budget=0.05)  # ~$0.04 worst case a request
+    with pytest.raises(BudgetExceeded):
+        run_generate(tasks, cfg, opts(tmp_path, per_task=1, concurrency=1))
+    first = lines(tmp_path / "t.jsonl")
+    assert 0 < len(first) < 20 and server.count == len(first)
+    spent = sum(r["meta"]["cost_usd"] for r in first)
+    assert 0 < spent <= 0.05
+    run_generate(tasks, config(server, tmp_path, model="gpt-4o"), opts(tmp_path, per_task=1))
+    assert len({r["id"] for r in lines(tmp_path / "t.jsonl")}) == 20 and server.count == 20
+
+
+def test_dry_run_sends_nothing_and_estimates(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 6)
+    run_generate(tasks, ClientConfig(model="gpt-4o", cache_dir=tmp_path / "c"), opts(tmp_path, dry_run=True))
+    err = capsys.readouterr().err
+    assert server.count == 0 and not (tmp_path / "t.jsonl").exists()
+    assert "12 requests" in err and "prompt" in err and "$" in err and "no request was sent" in err
+
+
+def test_slow_server_past_timeout_is_retried(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    server.add_fault(Slow(2.0), times=1)
+    run_generate(tasks, config(server, tmp_path, timeout=0.5), opts(tmp_path, per_task=1, concurrency=1))
+    assert len(lines(tmp_path / "t.jsonl")) == 2 and server.count == 3
