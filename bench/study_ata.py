@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--sts-pairs", type=int, default=999)
+    ap.add_argument("--directions", default="bidirectional,causal")
     ap.add_argument("--out", default="docs/ata-study.json")
     args = ap.parse_args()
     root = bundled_eval_dir()
@@ -125,7 +126,7 @@ def main() -> None:
     enc = load_encoder(args.model, pooling="ata", max_length=args.max_length)
     results: dict = {"model": args.model, "queries": len(qids), "docs": len(dids), "max_length": args.max_length,
                      "sts_pairs": len(sts), "rows": {}}  # fmt: skip
-    for direction in ("bidirectional", "causal"):
+    for direction in args.directions.split(","):
         e = enc.with_config(bidirectional=direction == "bidirectional")
         stats: dict = {}
         t0 = time.time()

@@ -41,32 +41,82 @@ Seed = Annotated[int, typer.Option(help="Seed for every random choice (determini
 
 
 # ----------------------------------------------------------------------------- synthesis
-Model = Annotated[str, typer.Option(help="LiteLLM model name (gpt-4o, openai/NAME, anthropic/..., ollama/...), or 'local' for the embedded offline LLM.")]
-ApiBase = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (use with --model openai/NAME).", show_default=False)]
-ApiKeyEnv = Annotated[str | None, typer.Option(help="Name of the environment variable holding the API key (default: the provider's usual one; none is sent to --api-base unless named).", show_default=False)]
+Model = Annotated[
+    str,
+    typer.Option(
+        help="LiteLLM model name (gpt-4o, openai/NAME, anthropic/..., ollama/...), or 'local' for the embedded offline LLM."
+    ),
+]
+ApiBase = Annotated[
+    str | None,
+    typer.Option(
+        help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (use with --model openai/NAME).",
+        show_default=False,
+    ),
+]
+ApiKeyEnv = Annotated[
+    str | None,
+    typer.Option(
+        help="Name of the environment variable holding the API key (default: the provider's usual one; none is sent to --api-base unless named).",
+        show_default=False,
+    ),
+]
 Timeout = Annotated[float, typer.Option(help="Seconds before one request times out (then it is retried).")]
-MaxRetries = Annotated[int, typer.Option(help="Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff with jitter, Retry-After honoured).")]
+MaxRetries = Annotated[
+    int,
+    typer.Option(
+        help="Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff with jitter, Retry-After honoured)."
+    ),
+]
 Rpm = Annotated[float | None, typer.Option(help="Limit requests per minute.", show_default=False)]
 Tpm = Annotated[float | None, typer.Option(help="Limit tokens per minute.", show_default=False)]
-MaxBudget = Annotated[float | None, typer.Option(help="Stop cleanly before this run's spending could exceed this many USD.", show_default=False)]
-CacheDir = Annotated[str | None, typer.Option(help="Response cache directory (default: $MGHKIT_CACHE_DIR, else ~/.cache/mghkit).", show_default=False)]
+MaxBudget = Annotated[
+    float | None,
+    typer.Option(help="Stop cleanly before this run's spending could exceed this many USD.", show_default=False),
+]
+CacheDir = Annotated[
+    str | None,
+    typer.Option(
+        help="Response cache directory (default: $MGHKIT_CACHE_DIR, else ~/.cache/mghkit).", show_default=False
+    ),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Estimate tokens and cost; send no request.")]
 Concurrency = Annotated[int, typer.Option(help="Requests in flight at once.")]
 
 
-def _client_config(model: str, api_base: str | None, api_key_env: str | None, timeout: float, max_retries: int,
-                   rpm: float | None, tpm: float | None, max_budget: float | None, cache_dir: str | None):  # type: ignore[no-untyped-def]
+def _client_config(
+    model: str,
+    api_base: str | None,
+    api_key_env: str | None,
+    timeout: float,
+    max_retries: int,
+    rpm: float | None,
+    tpm: float | None,
+    max_budget: float | None,
+    cache_dir: str | None,
+):  # type: ignore[no-untyped-def]
     from mghkit.llm import ClientConfig
 
-    return ClientConfig(model=model, api_base=api_base, api_key_env=api_key_env, timeout=timeout,
-                        max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget, cache_dir=cache_dir)
+    return ClientConfig(
+        model=model,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        timeout=timeout,
+        max_retries=max_retries,
+        rpm=rpm,
+        tpm=tpm,
+        max_budget=max_budget,
+        cache_dir=cache_dir,
+    )
 
 
 @app.command()
 def brainstorm(
     model: Model = "gpt-4o",
     n_tasks: Annotated[int, typer.Option(help="Number of tasks to produce.")] = 40,
-    kinds: Annotated[str, typer.Option(help="Comma-separated task kinds: short-long, long-short, long-long, short-short, sts.")] = "short-long,long-short,long-long,short-short,sts",
+    kinds: Annotated[
+        str, typer.Option(help="Comma-separated task kinds: short-long, long-short, long-long, short-short, sts.")
+    ] = "short-long,long-short,long-long,short-short,sts",
     per_call: Annotated[int, typer.Option(help="Tasks asked for in one LLM call.")] = 5,
     seed: Seed = 0,
     out: Out = "-",
@@ -85,8 +135,18 @@ def brainstorm(
     from mghkit.synth.brainstorm import BrainstormOptions, run_brainstorm
 
     config = _client_config(model, api_base, api_key_env, timeout, max_retries, rpm, tpm, max_budget, cache_dir)
-    run_brainstorm(config, BrainstormOptions(n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out,
-                                             concurrency=concurrency, dry_run=dry_run))
+    run_brainstorm(
+        config,
+        BrainstormOptions(
+            n_tasks=n_tasks,
+            kinds=kinds,
+            per_call=per_call,
+            seed=seed,
+            out=out,
+            concurrency=concurrency,
+            dry_run=dry_run,
+        ),
+    )
 
 
 @app.command()
@@ -95,7 +155,13 @@ def generate(
     model: Model = "gpt-4o",
     out: Out = "-",
     per_task: Annotated[int, typer.Option(help="Triplets to generate per task.")] = 1,
-    rejects: Annotated[str | None, typer.Option(help="Write replies that stayed unusable after one re-ask here (JSONL, with raw text and reason).", show_default=False)] = None,
+    rejects: Annotated[
+        str | None,
+        typer.Option(
+            help="Write replies that stayed unusable after one re-ask here (JSONL, with raw text and reason).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Seed = 0,
     concurrency: Concurrency = 8,
     rpm: Rpm = None,
@@ -115,8 +181,11 @@ def generate(
     from mghkit.synth.generate import RunOptions, run_generate
 
     config = _client_config(model, api_base, api_key_env, timeout, max_retries, rpm, tpm, max_budget, cache_dir)
-    run_generate(tasks, config, RunOptions(out=out, rejects=rejects, per_task=per_task, seed=seed,
-                                           concurrency=concurrency, dry_run=dry_run))
+    run_generate(
+        tasks,
+        config,
+        RunOptions(out=out, rejects=rejects, per_task=per_task, seed=seed, concurrency=concurrency, dry_run=dry_run),
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -141,7 +210,8 @@ def validate(
     from contextlib import ExitStack
 
     from mghkit.jsonl import JsonlWriter, check_distinct_outputs, write_json_atomic
-    from mghkit.validate import LevelStats, ValidateConfig, load_embedder, print_summary, validate_file
+    from mghkit.levels import LevelStats, load_embedder
+    from mghkit.validate import ValidateConfig, print_summary, validate_file
 
     check_distinct_outputs(triplets, out=out, rejects=rejects, report=report, plot=plot)
     for option, value in (("--report", report), ("--plot", plot)):  # fail before any output is written

@@ -9,8 +9,8 @@ Three tools that ``validate`` uses:
   order counts).
 - ``minhash`` + ``LshIndex`` find near-duplicate queries across a whole file. Signatures of a
   batch of texts are computed with numpy in one go (byte 5-grams, multiply-shift hashing), and
-  the index stores only fixed-size numbers per text (band keys, a 16-bit signature, a line
-  number: about 250 bytes), never the texts.
+  the index stores only fixed-size numbers per text (32-bit band keys with their slots, a
+  16-bit signature, a line number: about 210 bytes), never the texts.
 
     >>> dedup_key("  What's  the LATIN name of sodium? ")
     'what s the latin name of sodium'
@@ -142,7 +142,6 @@ def shingle_jaccard(a: str, b: str) -> float:
 
 # ----------------------------------------------------------------------------- MinHash
 _SHINGLE_BYTES = 5
-_MASK61 = np.uint64((1 << 61) - 1)
 
 
 class MinHasher:
@@ -225,8 +224,8 @@ class SortedKeys:
     is 12 bytes per key and lookups are vectorised.
     """
 
-    def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.uint64)
+    def __init__(self, key_dtype: type[np.unsignedinteger] = np.uint64) -> None:
+        self.keys = np.zeros(0, dtype=key_dtype)
         self.values = np.zeros(0, dtype=np.uint32)
 
     def __len__(self) -> int:
@@ -236,7 +235,7 @@ class SortedKeys:
         if len(keys) == 0:
             return
         order = np.argsort(keys, kind="stable")
-        new_keys, new_values = keys[order].astype(np.uint64), values[order].astype(np.uint32)
+        new_keys, new_values = keys[order].astype(self.keys.dtype), values[order].astype(np.uint32)
         at = np.searchsorted(self.keys, new_keys, side="right")  # after equal keys: first stays first
         self.keys = np.insert(self.keys, at, new_keys)
         self.values = np.insert(self.values, at, new_values)
@@ -265,7 +264,7 @@ class LshIndex:
     def __init__(self, threshold: float, num_perm: int = 64) -> None:
         self.threshold = threshold
         self.bands, self.rows = lsh_params(threshold, num_perm)
-        self._buckets = SortedKeys()  # band key -> slot
+        self._buckets = SortedKeys(np.uint32)  # low 32 bits of each band key -> slot (verified anyway)
         self._sigs = np.zeros((1024, num_perm), dtype=np.uint16)
         self._ids = np.zeros(1024, dtype=np.uint32)
         self._n = 0
@@ -280,6 +279,7 @@ class LshIndex:
     def query(self, sig: np.ndarray, keys: np.ndarray) -> tuple[int, float] | None:
         """The stored (id, estimated Jaccard) most similar to ``sig`` if it reaches the
         threshold; ``keys`` are the signature's band keys."""
+        keys = keys.astype(np.uint32)
         lo = np.searchsorted(self._buckets.keys, keys, side="left")
         hi = np.searchsorted(self._buckets.keys, keys, side="right")
         hits = np.flatnonzero(hi > lo)
@@ -297,18 +297,19 @@ class LshIndex:
         n = len(ids)
         if n == 0:
             return
-        while self._n + n > len(self._ids):
-            self._sigs = np.concatenate((self._sigs, np.zeros_like(self._sigs)))
-            self._ids = np.concatenate((self._ids, np.zeros_like(self._ids)))
+        if self._n + n > len(self._ids):  # grow by a quarter, not double: memory tracks the count
+            extra = max(n, len(self._ids) // 4)
+            self._sigs = np.concatenate((self._sigs, np.zeros((extra, self._sigs.shape[1]), dtype=np.uint16)))
+            self._ids = np.concatenate((self._ids, np.zeros(extra, dtype=np.uint32)))
         slots = np.arange(self._n, self._n + n, dtype=np.uint32)
         self._sigs[slots] = sigs.astype(np.uint16)
         self._ids[slots] = np.asarray(ids, dtype=np.uint32)
-        self._buckets.add(keys.reshape(-1), np.repeat(slots, self.bands))
+        self._buckets.add(keys.reshape(-1).astype(np.uint32), np.repeat(slots, self.bands))
         self._n += n
 
     def candidates_exist(self, keys: np.ndarray) -> np.ndarray:
         """Boolean [n]: does any band key of each row hit the index (cheap pre-filter)."""
         if len(self._buckets) == 0:
             return np.zeros(len(keys), dtype=bool)
-        hit = self._buckets.first(keys.reshape(-1)) >= 0
+        hit = self._buckets.first(keys.reshape(-1).astype(np.uint32)) >= 0
         return np.asarray(hit.reshape(keys.shape).any(axis=1))

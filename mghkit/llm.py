@@ -60,6 +60,7 @@ def _lib() -> Any:
         _litellm = litellm
     return _litellm
 
+
 LOCAL = "local"
 LOCAL_PROVIDER = "mghkit-local"
 CACHE_FILE = "llm-cache.sqlite3"
@@ -141,7 +142,7 @@ class ClientConfig:
     use_cache: bool = True
     backoff_base: float = 1.0  # seconds before the first retry (doubled each time, jittered)
     backoff_max: float = 60.0
-    retry_after_max: float = 300.0
+    retry_after_max: float = 120.0
 
 
 def resolve_api_key(model: str, api_base: str | None, api_key_env: str | None) -> str | None:
@@ -186,11 +187,19 @@ class ResponseCache:
 
     @staticmethod
     def key(model: str, messages: Messages, params: dict[str, Any]) -> str:
-        """sha256 over a canonical JSON of (model, params) and of each message (role, content)."""
+        """sha256 over canonical JSON of (model, params) and each message's role and content, each
+        length-prefixed (unambiguous, and cheaper than JSON-encoding long prompts).
+
+        >>> ResponseCache.key("m", [{"role": "user", "content": "ab"}], {}) != ResponseCache.key(
+        ...     "m", [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], {})
+        True
+        """
         h = hashlib.sha256(json.dumps([model, params], sort_keys=True).encode("utf-8"))
         for m in messages:
-            h.update(b"\x1e")
-            h.update(json.dumps([m.get("role"), m.get("content")], ensure_ascii=False).encode("utf-8"))
+            for part in (m.get("role") or "", m.get("content") or ""):
+                data = part.encode("utf-8")
+                h.update(len(data).to_bytes(8, "big"))
+                h.update(data)
         return h.hexdigest()
 
     def get(self, key: str) -> Completion | None:
@@ -286,11 +295,15 @@ def retry_after_seconds(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class EmptyResponse(Exception):
+    """A 200 answer with no choices in it: the server's fault, retried like a 5xx."""
+
+
 def _classify(e: Exception) -> tuple[str, int | None]:
-    """('retry' | 'fatal' | 'request', status) for an exception from LiteLLM."""
+    """('retry' | 'fatal' | 'request' | 'unknown', status) for an exception from a call."""
     litellm = _lib()
     status = getattr(e, "status_code", None)
-    if isinstance(e, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError):
+    if isinstance(e, litellm.Timeout | litellm.APIConnectionError | asyncio.TimeoutError | EmptyResponse):
         return "retry", status
     if isinstance(status, int):
         if status in _RETRY_STATUS or status >= 500:
@@ -409,7 +422,12 @@ class LiteLLMClient:
                 await self._tpm.take(est_tokens)
             self.stats.requests += 1
             try:
-                resp = await _lib().acompletion(**kwargs)
+                call = _lib().acompletion(**kwargs)
+                # a hard deadline too: a server trickling bytes can outlast the SDK's per-read timeout
+                # (not for the local model, whose calls queue for one in-process generator)
+                resp = await (call if cfg.model == LOCAL else asyncio.wait_for(call, cfg.timeout + 5))
+                if not getattr(resp, "choices", None):
+                    raise EmptyResponse("the server answered without any choice")
             except Exception as e:
                 kind, status = _classify(e)
                 if self._tpm:
@@ -434,7 +452,7 @@ class LiteLLMClient:
         headers = getattr(e, "litellm_response_headers", None) or getattr(response, "headers", None)
         asked = retry_after_seconds(headers)
         if asked is not None:
-            delay = max(min(asked, cfg.retry_after_max), delay * 0.1)
+            delay = min(asked, cfg.retry_after_max) * self._rng.uniform(1.0, 1.1)  # at least what was asked
         return delay
 
     def _completion(self, resp: Any, est_tokens: int) -> Completion:

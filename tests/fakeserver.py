@@ -56,6 +56,13 @@ class Malformed:
 
 
 @dataclass
+class Raw:
+    """A 200 reply with exactly this JSON body (e.g. no choices, a null content)."""
+
+    body: str
+
+
+@dataclass
 class Truncated:
     """A 200 reply whose body is cut mid-way (Content-Length promises more), then the socket closes."""
 
@@ -72,7 +79,7 @@ class Slow:
     seconds: float
 
 
-Action = Reply | Status | Malformed | Truncated | Drop | Slow
+Action = Reply | Status | Malformed | Raw | Truncated | Drop | Slow
 
 
 @dataclass
@@ -223,6 +230,9 @@ class FakeLLMServer:
                     return
                 if isinstance(action, Malformed):
                     self._send(200, b"<html>this is not json", {})
+                    return
+                if isinstance(action, Raw):
+                    self._send(200, action.body.encode(), {})
                     return
                 text = action.text if isinstance(action, Reply) and action.text is not None else server.responder(body)
                 payload = self._completion(body, text)

@@ -11,7 +11,8 @@ import pytest
 
 from mghkit.errors import InputError
 from mghkit.jsonl import iter_lines
-from mghkit.validate import LevelStats, ValidateConfig, collect_positives, validate_file, validate_lines
+from mghkit.levels import LevelStats
+from mghkit.validate import ValidateConfig, collect_positives, validate_file, validate_lines
 from tests.conftest import make_triplet, run_cli, run_main
 
 

@@ -135,7 +135,7 @@ def _pick(given: str | None, default: str | None) -> str | None:
 
 def quiet_libraries() -> None:
     """Progress bars and INFO logs of mteb/datasets/transformers off: stderr is for mghkit's own lines."""
-    for name in ("mteb", "datasets", "sentence_transformers", "transformers", "huggingface_hub"):
+    for name in ("mteb", "datasets", "sentence_transformers", "transformers", "huggingface_hub", "bitsandbytes"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import datasets
@@ -245,21 +245,22 @@ def run_eval(
     }
     by_name = {t.name: t for t in tasks}
     encode_kwargs = {"batch_size": spec.batch_size, "show_progress_bar": False}
-    for model in dict.fromkeys(spec.models):
-        for row in load_rows(model, spec, cache, log):
-            if row.kind == "decoder" or row.kind == "sentence-transformers":
+    try:
+        for model in dict.fromkeys(spec.models):
+            for row in load_rows(model, spec, cache, log):
                 _evaluate_row(mteb, row, tasks, by_name, encode_kwargs, report, log)
+                if on_row:
+                    on_row(report)
+        for b in dict.fromkeys(spec.baselines):
+            from mghkit.evaluation.bm25 import BM25Search
+            from mghkit.evaluation.models import Row
+
+            row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
+            _evaluate_row(mteb, row, [t for t in tasks if t.is_retrieval], by_name, encode_kwargs, report, log)
             if on_row:
                 on_row(report)
-    for b in dict.fromkeys(spec.baselines):
-        from mghkit.evaluation.bm25 import BM25Search
-        from mghkit.evaluation.models import Row
-
-        row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
-        _evaluate_row(mteb, row, [t for t in tasks if t.is_retrieval], by_name, encode_kwargs, report, log)
-        if on_row:
-            on_row(report)
-    cache.close()
+    finally:
+        cache.close()
     return report
 
 

@@ -70,15 +70,17 @@ def local_model_dir(cache: str | Path | None = None) -> Path:
         del model.config.quantization_config
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    tmp.replace(target) if not target.exists() else _replace_dir(tmp, target)
-    return target
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
     import shutil
 
-    shutil.rmtree(dst, ignore_errors=True)
-    src.replace(dst)
+    if target.exists() and not local_model_cached(cache):  # a half-written leftover
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        tmp.replace(target)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not local_model_cached(cache):
+            raise
+    return target
 
 
 def is_run_dir(path: str | Path) -> bool:

@@ -29,16 +29,17 @@ from mghkit.synth.attributes import draw, request_seed
 from mghkit.synth.extract import extract_json
 
 TEMPERATURE = 1.0
-LOCAL_TEMPERATURE = 0.9
+LOCAL_TEMPERATURE = 0.6
 MAX_TOKENS = 4096
 LOCAL_MAX_TOKENS = 1024
 MAX_PER_CALL = 50
 DUP_THRESHOLD = 0.7  # Jaccard similarity of content words at or above which two tasks are one
-_STOP = frozenset(
+_STOP_WORDS = (
     "a an the of to for and or in on at by with from as is are be that this these those its it their "
     "given retrieve find search get return provided provide documents document query queries "
-    "relevant which what when where who how".split()
+    "relevant which what when where who how"
 )
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 def parse_kinds(text: str | Sequence[str]) -> list[str]:
@@ -104,9 +105,9 @@ def tasks_schema(n: int) -> dict[str, Any]:
     item = {
         "type": "object",
         "properties": {
-            "task": {"type": "string", "minLength": 10, "maxLength": 200},
-            "query_desc": {"type": "string", "minLength": 1, "maxLength": 100},
-            "doc_desc": {"type": "string", "minLength": 1, "maxLength": 100},
+            "task": {"type": "string", "minLength": 20, "maxLength": 160},
+            "query_desc": {"type": "string", "minLength": 3, "maxLength": 80},
+            "doc_desc": {"type": "string", "minLength": 3, "maxLength": 80},
         },
         "required": ["task", "query_desc", "doc_desc"],
         "additionalProperties": False,
@@ -272,10 +273,16 @@ def run_brainstorm(config: ClientConfig, opts: BrainstormOptions) -> BrainstormS
     if opts.dry_run:
         _dry_run(client, kinds, opts)
         return BrainstormStats()
+    if config.max_budget is not None and not client.price_known:
+        _say(f"brainstorm: warning: no price for {client.model} in LiteLLM's table, so --max-budget cannot be enforced")
     stats = BrainstormStats()
     error: MghkitError | None = None
     try:
-        with JsonlWriter(opts.out) as out, RunProgress(opts.n_tasks, "brainstorm", client, enabled=opts.progress) as bar:
+        with (
+            JsonlWriter(opts.out) as out,
+            RunProgress(opts.n_tasks, "brainstorm", client, enabled=opts.progress) as bar,
+        ):
+
             def on_task(task: Task) -> None:
                 out.write(task)
                 bar.advance()
@@ -311,7 +318,9 @@ def _dry_run(client: Any, kinds: list[str], opts: BrainstormOptions) -> None:
     line = (f"dry run: at least {n_calls} calls; about {prompt_tokens:,} prompt + {completion_tokens:,} "
             "completion tokens")  # fmt: skip
     if client.price_known:
-        line += f"; estimated cost ${client.estimate_cost(prompt_tokens, completion_tokens):.4f} at {client.model} prices"
+        line += (
+            f"; estimated cost ${client.estimate_cost(prompt_tokens, completion_tokens):.4f} at {client.model} prices"
+        )
     else:
         line += f"; cost unknown (no price for {client.model} in LiteLLM's table)"
     _say(line + "; no request was sent")

@@ -4,7 +4,8 @@ The pieces, each usable on its own from a notebook:
 
 - :func:`plan` turns tasks into :class:`Job` s (one prompt each, attributes drawn from (seed, id));
 - :func:`produce` asks the client, extracts and checks the JSON, re-asks once when it is
-  unusable, and returns a :class:`~mghkit.schema.Triplet` or a reject record (never nothing);
+  unusable, and returns a triplet record (the :class:`~mghkit.schema.Triplet` file format) or a
+  reject record - never nothing;
 - :func:`agenerate` runs jobs with bounded concurrency and hands each result over as it arrives;
 - :func:`run_generate` is what ``mghkit generate`` calls: check the task file (exit 2 before any
   call), resume by id from the output, append results as they come, progress and totals.
@@ -40,7 +41,7 @@ from mghkit.synth.extract import extract_json
 MAX_TOKENS = 4096  # remote models: room for 6 texts of up to 500 words
 LOCAL_MAX_TOKENS = 1024
 TEMPERATURE = 1.0
-LOCAL_TEMPERATURE = 0.7
+LOCAL_TEMPERATURE = 0.5
 LOCAL_MAX_QUERY, LOCAL_MAX_TEXT = 160, 300  # characters: keeps the 135M model from looping for long
 MAX_TEXT_CHARS = 20_000  # a field longer than this is a runaway, not data
 FAIL_STREAK = 5  # this many requests failing in a row (after their retries) stops the run
@@ -100,7 +101,9 @@ def triplet_id(task_id: str, index: int, seed: int) -> str:
     return stable_id(task_id, str(index), str(seed), prefix="trip-")
 
 
-def plan(tasks: Iterable[Task], *, per_task: int = 1, seed: int = 0, prompt: GeneratePrompt | None = None) -> Iterator[Job]:
+def plan(
+    tasks: Iterable[Task], *, per_task: int = 1, seed: int = 0, prompt: GeneratePrompt | None = None
+) -> Iterator[Job]:
     """``per_task`` jobs for each task, in task order."""
     prompt = prompt or GeneratePrompt()
     for task in tasks:
@@ -232,7 +235,9 @@ def make_triplet(job: Job, payload: dict[str, Any], meta: dict[str, Any]) -> dic
             "hard_negative_examples": payload["hard_negative_examples"], "meta": meta}  # fmt: skip
 
 
-def reject_record(job: Job, reason: str, *, raw: str, raw_reask: str | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def reject_record(
+    job: Job, reason: str, *, raw: str, raw_reask: str | None = None, meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     rec: dict[str, Any] = {"id": job.id, "task_id": job.task.id, "kind": job.task.kind, "reason": reason, "raw": raw}
     if raw_reask is not None:
         rec["raw_reask"] = raw_reask
@@ -265,8 +270,12 @@ async def agenerate(
     stats: GenerateStats | None = None,
 ) -> GenerateStats:
     """Run jobs with at most ``concurrency`` requests in flight; records (triplets and rejects, as
-    dicts in the file format) are handed over as they arrive. A budget stop, an auth error or FAIL_STREAK failures in a row stop new requests;
-    those in flight still finish and are handed over."""
+    dicts in the file format) are handed over as they arrive.
+
+    A request that fails for good (still failing after its retries, or refused by the provider,
+    e.g. HTTP 400) is counted in ``stats.failed`` and left undone - not written as a reject, so a
+    rerun tries it again once the cause is fixed. A budget stop, an auth error or FAIL_STREAK
+    failures in a row stop new requests; those in flight still finish and are handed over."""
     stats = stats or GenerateStats()
     params = RequestParams.for_model(client.model)
     reask = load_template("reask.txt")
@@ -284,9 +293,7 @@ async def agenerate(
                 stats.stop = stats.stop or e
                 return
             except LLMError as e:
-                if e.kind == "request":  # the provider refused this one request: a reject, with its reason
-                    ok, result = False, reject_record(job, f"request refused: {e}", raw="")
-                elif e.kind == "fatal":
+                if e.kind == "fatal":
                     stats.stop = stats.stop or e
                     return
                 else:
@@ -338,7 +345,9 @@ def load_tasks(path: str | Path) -> list[Task]:
         if not task.task.strip():
             raise InputError("expected a non-empty task description", path=name, line=lineno, field="task")
         if task.id in seen:
-            raise InputError(f"duplicate task id {task.id!r} (first on line {seen[task.id]})", path=name, line=lineno, field="id")
+            raise InputError(
+                f"duplicate task id {task.id!r} (first on line {seen[task.id]})", path=name, line=lineno, field="id"
+            )
         seen[task.id] = lineno
         tasks.append(task)
     if not tasks:
@@ -365,6 +374,7 @@ def estimate_completion_tokens(attrs: dict[str, str]) -> int:
     >>> estimate_completion_tokens({"query_length": "less than 5 words long", "doc_length": "about 100 words long"})
     797
     """
+
     def words(s: str) -> int:
         nums = [int(n) for n in re.findall(r"\d+", s)]
         return max(nums) if nums else 20
@@ -411,11 +421,14 @@ def run_generate(tasks_path: str | Path, config: ClientConfig, opts: RunOptions)
     if opts.dry_run:
         _dry_run(pending, client, stats, opts)
         return stats
+    if config.max_budget is not None and not client.price_known:
+        _say(f"generate: warning: no price for {client.model} in LiteLLM's table, so --max-budget cannot be enforced")
     if stats.resumed:
         _say(f"generate: resuming: {stats.resumed:,} of {len(jobs):,} already in {opts.out}"
              + (f" / {opts.rejects}" if opts.rejects else ""))  # fmt: skip
     try:
         with JsonlWriter(opts.out, mode="append") as out, _rejects_writer(opts.rejects) as rej:
+
             def on_reject(rec: dict[str, Any]) -> None:
                 if rej is not None:
                     rej.write(rec)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -105,7 +106,8 @@ def train(
 ) -> RunResult:
     """Run (or resume) one training run; returns a summary. See the module docstring.
     ``prepared``: the result of ``mghkit.train.data.prepare(args)`` when already computed."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
     dist = init_from_env()
     data, plan = prepared if prepared is not None else prepare(args, dist.world_size)
     out = Path(args.out)

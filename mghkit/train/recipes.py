@@ -129,7 +129,8 @@ def ndcg_at_10(encoder: Any, data: Beir, qids: list[str], doc_ids: list[str], ba
 
 def run_recipe(out: Path, *, beir: Path | None = None, steps: int = 60, batch_size: int = 8, max_length: int = 128,
                max_docs: int | None = 500, max_test_queries: int | None = None, lr: float = 2e-4,
-               seed: int = 0, threads: int | None = None, log: Any = print) -> dict[str, Any]:  # fmt: skip
+               seed: int = 0, threads: int | None = None, gradient_checkpointing: bool = False,
+               log: Any = print) -> dict[str, Any]:  # fmt: skip
     """Split, mine, evaluate the untrained model, train, evaluate the run dir. Returns the figures."""
     import torch
 
@@ -160,7 +161,8 @@ def run_recipe(out: Path, *, beir: Path | None = None, steps: int = 60, batch_si
     run_dir = out / "run"
     args = make_args(str(triplet_file), dict(out=str(run_dir), base_model="local", schedule="coarse-to-fine",
                                              steps=steps, batch_size=batch_size, max_length=max_length, lr=lr,
-                                             seed=seed, save_every=max(steps, 1)))  # fmt: skip
+                                             seed=seed, save_every=max(steps, 1), threads=threads,
+                                             gradient_checkpointing=gradient_checkpointing))  # fmt: skip
     result = train(args)
     trained = load_encoder(str(run_dir))
     after = ndcg_at_10(trained, data, qids, doc_ids)

@@ -122,3 +122,27 @@ def test_reads_the_bundled_suite() -> None:
     sts = read_sts(bundled_eval_dir() / "simlex999-sts" / "test.jsonl")
     assert (len(beir.queries), len(beir.corpus), len(sts.pairs)) == (1052, 1052, 999)
     assert json.loads((bundled_eval_dir() / "simlex999-sts" / "test.jsonl").read_text().splitlines()[0])["sentence1"]
+
+
+def test_model_identity_follows_adapter_and_base_weights(tmp_path: Path) -> None:
+    """The cache key's model part: a run dir's adapter bytes and its base model's files."""
+    from types import SimpleNamespace
+
+    from mghkit.evaluation.models import _model_fingerprint, fingerprint
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "mghkit_model.json").write_text(json.dumps({"base_model": str(base)}))
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"weights-1")
+    enc = SimpleNamespace(config=SimpleNamespace(base_model=str(base)))
+    first = _model_fingerprint(str(run), enc)
+    assert first == _model_fingerprint(str(run), enc)  # stable
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"weights-2")  # same size, new bytes
+    second = _model_fingerprint(str(run), enc)
+    assert second != first
+    (base / "config.json").write_text('{"model_type": "mistral"}')
+    assert _model_fingerprint(str(run), enc) != second
+    assert fingerprint(base) == fingerprint(base) and len(fingerprint(base)) == 16

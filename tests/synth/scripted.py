@@ -11,7 +11,9 @@ from mghkit.llm import ClientStats, Completion
 
 
 class ScriptedClient:
-    def __init__(self, responder: Callable[[list[dict[str, str]]], str] | None = None, *, model: str = "scripted") -> None:
+    def __init__(
+        self, responder: Callable[[list[dict[str, str]]], str] | None = None, *, model: str = "scripted"
+    ) -> None:
         self.model = model
         self.stats = ClientStats()
         self.price_known = False
@@ -24,8 +26,15 @@ class ScriptedClient:
         return self
 
     async def complete(self, messages, *, response_format=None, seed=None, temperature=None, max_tokens=None):
-        self.history.append({"messages": messages, "response_format": response_format, "seed": seed,
-                             "temperature": temperature, "max_tokens": max_tokens})
+        self.history.append(
+            {
+                "messages": messages,
+                "response_format": response_format,
+                "seed": seed,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+            }
+        )
         self.stats.requests += 1
         if self.queue:
             text = self.queue.popleft()

@@ -16,7 +16,7 @@ def reply(*tasks: str) -> str:
 
 def test_kinds_are_checked():
     assert parse_kinds("short-long, sts") == ["short-long", "sts"]
-    with pytest.raises(UsageError, match="unknown kind 'medium'.*short-long"):
+    with pytest.raises(UsageError, match=r"unknown kind 'medium'.*short-long"):
         parse_kinds("short-long,medium")
 
 
@@ -24,23 +24,28 @@ def test_near_duplicates_are_removed_and_more_calls_fill_the_quota():
     from tests.synth.scripted import ScriptedClient
 
     client = ScriptedClient().enqueue(
-        reply("Retrieve recipes given a list of ingredients", "Find recipes, given the list of ingredients.",
-              "Given a legal question, retrieve statutes that answer it"),
+        reply(
+            "Retrieve recipes given a list of ingredients",
+            "Find recipes, given the list of ingredients.",
+            "Given a legal question, retrieve statutes that answer it",
+        ),
         reply("Retrieve recipe given a list of ingredient", "Given a symptom, retrieve medical articles about causes"),
     )
     tasks = brainstorm(client, n_tasks=3, kinds=["short-long"], per_call=3, seed=1)
-    assert [t.task for t in tasks] == ["Retrieve recipes given a list of ingredients",
-                                       "Given a legal question, retrieve statutes that answer it",
-                                       "Given a symptom, retrieve medical articles about causes"]
+    assert [t.task for t in tasks] == [
+        "Retrieve recipes given a list of ingredients",
+        "Given a legal question, retrieve statutes that answer it",
+        "Given a symptom, retrieve medical articles about causes",
+    ]
     assert len(client.history) == 2
     assert all(t.kind == "short-long" and t.meta["prompt_sha"] and t.meta["seed"] == 1 for t in tasks)
     assert len({t.id for t in tasks}) == 3
 
 
 def test_split_over_kinds_with_kind_specific_prompts():
-    from tests.synth.scripted import ScriptedClient
-
     import hashlib
+
+    from tests.synth.scripted import ScriptedClient
 
     counter = iter(range(1000))
 

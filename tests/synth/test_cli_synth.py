@@ -50,15 +50,30 @@ GOOD = json.dumps(Task(kind="sts", task="Find sentences with the same meaning").
         ("\n\n", "tasks.jsonl: no tasks"),
         (GOOD + "\n" + GOOD + "\n", "tasks.jsonl:2: id: duplicate task id"),
     ],
-    ids=["truncated", "not-json", "wrong-type", "bad-kind", "no-kind", "no-task", "blank-task", "array", "binary",
-         "empty", "blank-lines", "duplicate"],
+    ids=[
+        "truncated",
+        "not-json",
+        "wrong-type",
+        "bad-kind",
+        "no-kind",
+        "no-task",
+        "blank-task",
+        "array",
+        "binary",
+        "empty",
+        "blank-lines",
+        "duplicate",
+    ],
 )
 def test_bad_task_file_is_one_line_exit_2_before_any_call(content, expect, server, tmp_path, monkeypatch, capsys):
     path = tmp_path / "tasks.jsonl"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     out = tmp_path / "t.jsonl"
-    code, stdout, err = run_main(["generate", str(path), "--model", "openai/fake", "--api-base", server.url,
-                                  "--out", str(out)], monkeypatch, capsys)
+    code, stdout, err = run_main(
+        ["generate", str(path), "--model", "openai/fake", "--api-base", server.url, "--out", str(out)],
+        monkeypatch,
+        capsys,
+    )
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and expect in err and "Traceback" not in err
     assert server.count == 0 and stdout == "" and not out.exists()
@@ -70,8 +85,19 @@ def test_bad_task_file_is_one_line_exit_2_before_any_call(content, expect, serve
         (["generate", "{missing}", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"], "no such file"),
         (["generate", "{tasks}", "--per-task", "0", "--model", "local"], "--per-task"),
         (["generate", "{tasks}", "--concurrency", "zero"], "--concurrency"),
-        (["generate", "{tasks}", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--max-retries", "-1"],
-         "--max-retries"),
+        (
+            [
+                "generate",
+                "{tasks}",
+                "--model",
+                "openai/x",
+                "--api-base",
+                "http://127.0.0.1:9/v1",
+                "--max-retries",
+                "-1",
+            ],
+            "--max-retries",
+        ),
         (["brainstorm", "--kinds", "short-long,diagonal", "--model", "local"], "unknown kind 'diagonal'"),
         (["brainstorm", "--n-tasks", "0", "--model", "local"], "--n-tasks"),
     ],
@@ -95,16 +121,48 @@ def test_no_key_for_gpt4o_fails_at_once_with_a_hint(tmp_path, monkeypatch, capsy
 
 
 def test_brainstorm_then_generate_through_stdout(server, tmp_path, monkeypatch, capsys):
-    code, out, err = run_main(["brainstorm", "--model", "openai/fake", "--api-base", server.url, "--n-tasks", "7",
-                               "--kinds", "short-long,sts", "--per-call", "3", "--seed", "7", "--out", "-",
-                               "--cache-dir", str(tmp_path / "c")], monkeypatch, capsys)
+    code, out, err = run_main(
+        [
+            "brainstorm",
+            "--model",
+            "openai/fake",
+            "--api-base",
+            server.url,
+            "--n-tasks",
+            "7",
+            "--kinds",
+            "short-long,sts",
+            "--per-call",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+            "-",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     tasks = [Task.model_validate_json(line) for line in out.splitlines()]
     assert len(tasks) == 7 and [t.kind for t in tasks].count("short-long") == 4
     assert "brainstorm: 7 tasks" in err and "requests" in err
     (tmp_path / "tasks.jsonl").write_text(out)
-    code, out, err = run_main(["generate", str(tmp_path / "tasks.jsonl"), "--model", "openai/fake", "--api-base",
-                               server.url, "--cache-dir", str(tmp_path / "c")], monkeypatch, capsys)
+    code, out, err = run_main(
+        [
+            "generate",
+            str(tmp_path / "tasks.jsonl"),
+            "--model",
+            "openai/fake",
+            "--api-base",
+            server.url,
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     assert len(out.splitlines()) == 7 and "generate: 7 new triplets" in err
 
@@ -117,11 +175,29 @@ def test_kill_9_mid_run_then_rerun_completes_without_duplicates(server, tmp_path
     n = 40
     with (tmp_path / "tasks.jsonl").open("w") as f:
         for i in range(n):
-            f.write(json.dumps(Task(kind="short-long", task=f"Retrieve passages of type {i} given a query").to_json()) + "\n")
+            f.write(
+                json.dumps(Task(kind="short-long", task=f"Retrieve passages of type {i} given a query").to_json())
+                + "\n"
+            )
     server.latency = 0.1
     out = tmp_path / "t.jsonl"
-    cmd = [sys.executable, "-m", "mghkit", "generate", str(tmp_path / "tasks.jsonl"), "--model", "openai/fake",
-           "--api-base", server.url, "--out", str(out), "--concurrency", "4", "--cache-dir", str(tmp_path / "c")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mghkit",
+        "generate",
+        str(tmp_path / "tasks.jsonl"),
+        "--model",
+        "openai/fake",
+        "--api-base",
+        server.url,
+        "--out",
+        str(out),
+        "--concurrency",
+        "4",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120

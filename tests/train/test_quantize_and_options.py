@@ -1,0 +1,50 @@
+"""QLoRA (bitsandbytes on CPU), GradCache and ATA pooling through the loop, on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mghkit.train.args import PAPER_MODEL, make_args
+from mghkit.train.loop import train
+
+
+@pytest.mark.parametrize("quantize", ["4bit", "8bit"])
+def test_qlora_trains_and_the_run_dir_loads(tiny_model_dir, curriculum_file, tmp_path, quantize):
+    from mghkit.model.encoder import load_encoder
+
+    out = tmp_path / quantize
+    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=2, batch_size=4,
+                                                        out=str(out), quantize=quantize, threads=1)))  # fmt: skip
+    assert all(math.isfinite(x) for x in result.losses)
+    assert json.loads((out / "training_args.json").read_text())["quantize"] == quantize
+    assert load_encoder(str(out)).encode(["salt lamp"]).shape == (1, 32)
+
+
+def test_triplets_with_a_schedule_grad_cache_and_ata(tiny_model_dir, triplet_file, tmp_path):
+    out = tmp_path / "run"
+    result = train(make_args(str(triplet_file), dict(base_model=str(tiny_model_dir), steps=4, batch_size=2, grad_accum=2,
+                                                     grad_cache=True, pooling="ata", schedule="fine-to-coarse",
+                                                     out=str(out), threads=1)))  # fmt: skip
+    assert len(result.losses) == 4
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["level"] for r in rows] == ["high", "medium", "medium-low", "low"]  # fine-to-coarse order
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["kind"] == "triplets" and lineage["schedule"] == "fine-to-coarse"
+    assert json.loads((out / "mghkit_model.json").read_text())["pooling"] == "ata"
+
+
+def test_paper_preset_sets_the_papers_hyperparameters_and_explicit_options_win():
+    args = make_args("t.jsonl", {"grad_cache": True}, preset="paper")
+    assert (args.base_model, args.batch_size, args.grad_accum, args.lr, args.warmup_steps, args.max_length) == (
+        PAPER_MODEL, 64, 8, 2e-4, 300, 512)  # fmt: skip
+    assert (args.lora_r, args.lora_alpha, args.lora_dropout, args.temperature, args.grad_cache) == (
+        16,
+        32,
+        0.05,
+        0.02,
+        True,
+    )
+    assert make_args("t.jsonl", {"batch_size": 2}, preset="paper").batch_size == 2
