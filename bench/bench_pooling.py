@@ -94,6 +94,9 @@ def run() -> str:
         "",
         f"ATA overhead over mean pooling (hook + ATA step): {100 * (hook - 1):+.1f}% (target <= 5%); "
         f"ATA with eager attention everywhere: {100 * (eag - 1):+.1f}%.",
+        "",
+        "The machine is shared (other jobs ran alongside), so the absolute medians are noisy; the paired ratio is "
+        "the figure to read. bfloat16 weights: compare their ratio; their effect on scores is not measured here.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -210,7 +210,8 @@ def run() -> str:
         "",
         f"Model `{model}` (fp32, LoRA r 16 on all 7 projections, no gradient checkpointing), batch {BATCH} "
         f"(query + positive + hard negative), max length {maxlen}, {steps} steps per run (median of steps 3+), "
-        f"{repeats} repeats alternating, each run in its own process. CPU threads: {os.cpu_count()}, shared machine.",
+        f"{repeats} repeats alternating, each run in its own process; {os.environ.get('BENCH_TRAIN_THREADS', os.cpu_count())} "
+        f"torch thread(s) per run on a shared {os.cpu_count()}-CPU machine (load average {os.getloadavg()[0]:.1f} at the end).",
         "",
         "| trainer | s/step | examples/s | tokens/s | peak RSS MB |",
         "|---|---:|---:|---:|---:|",

@@ -17,6 +17,19 @@ import time
 from pathlib import Path
 
 
+def read_sections(out: Path) -> dict[str, str]:
+    """The sections of an existing benchmarks file, by module name."""
+    sections: dict[str, str] = {}
+    current = None
+    for line in out.read_text().splitlines(keepends=True) if out.exists() else []:
+        if line.startswith("<!-- bench:"):
+            current = line.split(":", 1)[1].strip(" ->\n")
+            sections[current] = ""
+        elif current:
+            sections[current] += line
+    return sections
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="docs/benchmarks.md")
@@ -24,20 +37,14 @@ def main() -> None:
     args = ap.parse_args()
     names = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py") if args.only in p.stem)
     out = Path(args.out)
-    sections: dict[str, str] = {}
-    if out.exists():  # keep other sections when running one benchmark
-        current = None
-        for line in out.read_text().splitlines(keepends=True):
-            if line.startswith("<!-- bench:"):
-                current = line.split(":", 1)[1].strip(" ->\n")
-                sections[current] = ""
-            elif current:
-                sections[current] += line
+    fresh: dict[str, str] = {}
     for name in names:
         print(f"== {name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         body = importlib.import_module(f"bench.{name}").run()
-        sections[name] = body.rstrip() + f"\n\n_({time.perf_counter() - t0:.0f} s, {dt.date.today()})_\n\n"
+        fresh[name] = body.rstrip() + f"\n\n_({time.perf_counter() - t0:.0f} s, {dt.date.today()})_\n\n"
+    # Re-read just before writing, so sections written meanwhile by another run are kept.
+    sections = {**read_sections(out), **fresh}
     head = (
         "# Benchmarks\n\n"
         "Made by `make bench` (`python -m bench.run`). The machine is shared and noisy, so each "

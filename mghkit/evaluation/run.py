@@ -78,6 +78,16 @@ class EvalSpec:
                 check_choice("pooling", p, POOLINGS)
         if not self.models and not self.baselines:
             raise UsageError("nothing to evaluate: give --model or --baseline")
+        from mghkit.evaluation.models import MINILM, is_sentence_transformers_dir
+        from mghkit.model import loading
+
+        for m in self.models:  # a mistyped model fails now, not after the first model's rows
+            if (
+                m not in (loading.LOCAL_NAME, MINILM)
+                and not loading.is_run_dir(m)
+                and not is_sentence_transformers_dir(m)
+            ):
+                loading.resolve_model_path(m)
 
 
 def read_local(spec: EvalSpec) -> tuple[list[BeirData], list[StsData]]:

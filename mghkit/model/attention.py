@@ -96,7 +96,7 @@ def attention_probs(
         q, k = module.q_norm(q), module.k_norm(k)
     q, k = rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
     k = repeat_kv(k, module.num_key_value_groups)
-    scores = torch.matmul(q.float(), k.float().transpose(2, 3)) * module.scaling
+    scores = torch.matmul(q.float() * module.scaling, k.float().transpose(2, 3))
     if mask is None:  # no padding: sdpa relies on is_causal (eager materialises its masks)
         valid = torch.ones(s, s, dtype=torch.bool, device=hidden.device)
         if is_causal and s > 1:
@@ -106,6 +106,8 @@ def attention_probs(
         valid = mask[:, :, -s:, -s:]
     else:  # additive float mask: 0 keeps, a large negative removes
         valid = mask[:, :, -s:, -s:] > torch.finfo(mask.dtype).min / 2
-    scores = scores.masked_fill(~valid, float("-inf"))
+    scores.masked_fill_(~valid, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    return torch.nan_to_num(probs, nan=0.0), valid
+    # rows with no allowed key (a pad query under causal + left padding) come out NaN; in place unless training
+    probs = torch.nan_to_num(probs, nan=0.0) if probs.requires_grad else probs.nan_to_num_(nan=0.0)
+    return probs, valid

@@ -31,7 +31,7 @@ class EncoderConfig:
     """
 
     base_model: str = "local"
-    pooling: str = "mean"  # decided in docs/ata.md
+    pooling: str = "mean"  # decided in docs/ata.md (untrained: mean > ATA; revisit with trained figures)
     ata_direction: str = "received"  # "received" = column sums, "given" = row sums (METHOD.md section 3)
     ata_sign: str = "positive"  # "positive": sum max(0, log((K+1)a)); "literal": the formula as given
     bidirectional: bool = True

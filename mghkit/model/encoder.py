@@ -41,6 +41,7 @@ class Encoder:
         self._eos = [tokenizer.eos_token_id] if config.add_eos and tokenizer.eos_token_id is not None else []
         if self._eos and self._specials[1][-1:] == self._eos:
             self._eos = []
+        self._instructions: dict[str, tuple[list[int], list[int]]] = {}
         self._hook: LastLayerAttention | None = None
         if config.pooling == "ata":
             self._ensure_hook()
@@ -50,12 +51,7 @@ class Encoder:
         """Token ids and pool flags (1 = pooled) for one text, truncated to ``config.max_length``."""
         tok = self.tokenizer
         head, tail = self._specials
-        pre: list[int] = []
-        post: list[int] = []
-        if instruction is not None:
-            before, _, after = self.config.query_format.partition("{query}")
-            pre = tok(before.replace("{task}", instruction), add_special_tokens=False)["input_ids"]
-            post = tok(after.replace("{task}", instruction), add_special_tokens=False)["input_ids"] if after else []
+        pre, post = self._instruction_ids(instruction) if instruction is not None else ([], [])
         budget = self.config.max_length - len(head) - len(pre) - len(post) - len(tail) - len(self._eos)
         if budget < 1:
             raise UsageError(f"the instruction leaves no room for text within max length {self.config.max_length}")
@@ -70,6 +66,15 @@ class Encoder:
             + [1] * (len(tail) + len(self._eos))
         )
         return ids, pooled
+
+    def _instruction_ids(self, instruction: str) -> tuple[list[int], list[int]]:
+        """Token ids of the query format before and after ``{query}`` (cached per instruction)."""
+        if instruction not in self._instructions:
+            before, _, after = self.config.query_format.partition("{query}")
+            enc = [self.tokenizer(x.replace("{task}", instruction), add_special_tokens=False)["input_ids"] if x else []
+                   for x in (before, after)]  # fmt: skip
+            self._instructions[instruction] = (list(enc[0]), list(enc[1]))
+        return self._instructions[instruction]
 
     def collate(self, feats: Sequence[Features]) -> dict[str, torch.Tensor]:
         """Pad to the longest (on ``config.padding_side``): input_ids, attention_mask, pool_mask, position_ids."""

@@ -103,15 +103,21 @@ def ata_raw(
     if sign not in ("positive", "literal"):
         raise ValueError(f"unknown ATA sign {sign!r} (choose from positive, literal)")
     mask = _mask(pool_mask)
-    pairs = (mask[:, None, :, None] & mask[:, None, None, :]).expand(attn.shape[0], 1, -1, -1)
-    if valid is not None:
-        pairs = pairs & valid.bool()
     k = mask.sum(-1).to(torch.float32).view(-1, 1, 1, 1)
-    logs = torch.log(attn.to(torch.float32).clamp(min=eps) * (k + 1))
-    if sign == "positive":
-        logs = logs.clamp(min=0.0)
-    logs = logs.masked_fill(~pairs, 0.0)
-    w = logs.sum(dim=(1, 3)) if direction == "given" else logs.sum(dim=(1, 2))
+    x = attn.to(torch.float32).clamp(min=eps)
+    if x.requires_grad:  # training: out of place, autograd needs the intermediates
+        x = x * (k + 1)
+        logs = (x.clamp(min=1.0) if sign == "positive" else x).log()
+        logs = logs * valid if valid is not None else logs
+    else:  # inference: one fresh [B, H, S, S] tensor, then in-place steps
+        logs = x.mul_(k + 1)
+        if sign == "positive":
+            logs.clamp_(min=1.0)  # log(max(1, x)) = max(0, log x)
+        logs.log_()
+        if valid is not None:
+            logs.mul_(valid)
+    other = mask.to(torch.float32)  # the partner position must be pooled too
+    w = torch.einsum("bhij,bj->bi", logs, other) if direction == "given" else torch.einsum("bhij,bi->bj", logs, other)
     return w.masked_fill(~mask, 0.0)
 
 

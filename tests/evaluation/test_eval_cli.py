@@ -30,6 +30,7 @@ def one_line_error(proc) -> str:
         (lambda p: ["--beir", str(write_beir(p / "b")), "--out", str(p / "no" / "r.json")], "folder"),
         (lambda p: ["--pooling", "max"], "unknown pooling 'max'"),
         (lambda p: ["--baseline", "tfidf"], "unknown baseline 'tfidf'"),
+        (lambda p: ["--model", str(p / "no-such-model")], "no-such-model: no such model dir"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, tmp_path: Path, make_args, expected: str) -> None:
