@@ -42,6 +42,31 @@ def _eager_ata(enc: Encoder, batch: dict[str, torch.Tensor]) -> None:
     pool(out.last_hidden_state, w)
 
 
+def _hook_cost(enc: Encoder, batch: dict[str, torch.Tensor], repeats: int = 3) -> list[float]:
+    """Seconds for the hook's recomputation alone, on the inputs the last attention module receives."""
+    from mghkit.model.attention import LastLayerAttention, attention_probs
+
+    hook = LastLayerAttention.for_model(enc.model)
+    seen: dict = {}
+    grab = hook.module.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    try:
+        enc.forward(batch, attention=False)
+    finally:
+        grab.remove()
+    cos, sin = seen["position_embeddings"]
+    args = (
+        hook.module,
+        seen["hidden_states"],
+        cos,
+        sin,
+        seen.get("attention_mask"),
+        False,
+        hook._rope,
+        hook._repeat_kv,
+    )
+    return [_timed(lambda: attention_probs(*args)) for _ in range(repeats)]
+
+
 def run() -> str:
     repeats = int(os.environ.get("MGHKIT_BENCH_REPEATS", "3"))
     tokens = int(os.environ.get("MGHKIT_BENCH_TOKENS", "512"))
@@ -69,6 +94,7 @@ def run() -> str:
         for kind in ("mean", "last", "weighted-mean", "ata"):
             reps = [_timed(lambda k=kind: pool(out["hidden"], ata.weights(out, k))) for _ in range(5)]
             step[kind] = statistics.median(reps)
+        step["ata hook alone (q, k, RoPE, softmax of the last layer)"] = statistics.median(_hook_cost(ata, batch))
     base = times["mean (sdpa, no hook)"]
     lines = [
         "## Pooling throughput (bench_pooling)",

@@ -33,7 +33,8 @@ def _run(name: str, args: list[str], out: Path, timings: dict[str, float]) -> No
         proc = subprocess.Popen([sys.executable, "-m", "mghkit", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)  # fmt: skip
         assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(4096), b""):  # type: ignore[union-attr]
+        fd = proc.stdout.fileno()
+        for chunk in iter(lambda: os.read(fd, 65536), b""):
             fp.write(chunk)
             sys.stderr.buffer.write(chunk)
             sys.stderr.flush()
@@ -123,7 +124,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("result")
     table.add_row("tasks brainstormed", str(summary["tasks"]))
-    table.add_row("triplets generated", f"{summary['triplets_generated']} (+{summary['generate_rejects']} rejected by generate)")
+    table.add_row(
+        "triplets generated", f"{summary['triplets_generated']} (+{summary['generate_rejects']} rejected by generate)"
+    )
     table.add_row("triplets kept by validate", f"{summary['triplets_kept']} ({summary['validate_rejects']} rejected)")
     table.add_row("main reject reasons", summary["main_reject_reasons"])
     table.add_row("public triplets (man-pages train split)", str(summary["public_triplets"]))
