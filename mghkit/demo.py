@@ -87,6 +87,15 @@ def _reject_reasons(*paths: Path, top: int = 3) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.most_common(top)) or "-"
 
 
+def _mean_loss_per_stage(metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean training loss per curriculum stage, e.g. {"1 low": 1.31, ...} (each stage's negatives
+    are harder than the last, so the loss is compared within a stage, not across)."""
+    by_stage: dict[str, list[float]] = {}
+    for m in metrics:
+        by_stage.setdefault(f"{m['stage']} {m['level']}", []).append(m["loss"])
+    return {k: round(sum(v) / len(v), 3) for k, v in by_stage.items()}
+
+
 def summarize(out: Path, timings: dict[str, float]) -> dict[str, Any]:
     """Collect the figures of a finished demo folder into one dict (OUT/summary.json)."""
     triplets = [json.loads(line) for line in (out / "triplets.jsonl").open(encoding="utf-8")]
@@ -108,8 +117,7 @@ def summarize(out: Path, timings: dict[str, float]) -> dict[str, Any]:
         "cost_usd": round(cost, 4),
         "training_steps": len(metrics),
         "training_seconds": round(metrics[-1]["elapsed_s"], 1) if metrics else 0.0,
-        "first_loss": metrics[0]["loss"] if metrics else None,
-        "last_loss": metrics[-1]["loss"] if metrics else None,
+        "loss_per_stage": _mean_loss_per_stage(metrics),
         "eval": scores,
         "eval_tasks": {t["name"]: t["main_score"] for t in report["tasks"]},
         "step_seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -131,15 +139,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("main reject reasons", summary["main_reject_reasons"])
     table.add_row("public triplets (man-pages train split)", str(summary["public_triplets"]))
     table.add_row("LLM cost", f"${summary['cost_usd']:.4f} (local model: free)")
-    table.add_row("training", f"{summary['training_steps']} steps in {summary['training_seconds']:.0f} s, "
-                              f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}")  # fmt: skip
+    losses = ", ".join(f"{k} {v:.2f}" for k, v in summary["loss_per_stage"].items())
+    table.add_row("training", f"{summary['training_steps']} steps in {summary['training_seconds']:.0f} s; "
+                              f"mean loss per stage: {losses}")  # fmt: skip
     for task, metric in summary["eval_tasks"].items():
         before = summary["eval"].get("before", {}).get(task)
         after = summary["eval"].get("after", {}).get(task)
         cells = [f"{x:.4f}" if isinstance(x, int | float) else "-" for x in (before, after)]
         table.add_row(f"eval {task} ({metric})", f"before {cells[0]} -> after {cells[1]}")
     table.add_row("wall time", ", ".join(f"{k} {v:.0f}s" for k, v in summary["step_seconds"].items()))
-    Console(stderr=True).print(table)
+    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,8 +127,13 @@ def load_model(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    quantization_config: Any = None,
+    device_map: Any = None,
 ) -> tuple[Any, Any, str]:
     """Load the base model (``AutoModel``, no LM head) and its tokenizer offline.
+
+    ``quantization_config`` (a transformers ``BitsAndBytesConfig``) and ``device_map`` load a
+    4/8-bit base for QLoRA training.
 
     Returns (model, tokenizer, resolved path). Decoders get ``is_causal=False`` in their config
     when ``bidirectional`` (and Mistral/Qwen2 lose their sliding window, which would otherwise
@@ -161,6 +166,9 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     elif config.model_type not in DECODER_TYPES:
         kwargs["attn_implementation"] = "eager"  # ATA falls back to output_attentions for other families
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = device_map
     try:
         model = AutoModel.from_pretrained(
             path, use_safetensors=_has_safetensors(path) or None, trust_remote_code=trust_remote_code, **kwargs

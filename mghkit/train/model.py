@@ -1,8 +1,8 @@
 """The trainable encoder: base model (optionally 4/8-bit), gradient checkpointing, LoRA.
 
-``mghkit.model.loading.load_model`` has no quantisation option, so a quantised base (QLoRA) is
-loaded here with the same bidirectional settings; everything else goes through it. The result is
-a normal ``mghkit.model.encoder.Encoder`` whose ``model`` is a peft model.
+The base (full precision, or 4/8-bit for QLoRA) is loaded by ``mghkit.model.loading.load_model``
+with the encoder's bidirectional settings. The result is a normal
+``mghkit.model.encoder.Encoder`` whose ``model`` is a peft model.
 """
 
 from __future__ import annotations
@@ -42,37 +42,15 @@ def auto_dtype(device: torch.device) -> str:
     return "float32"
 
 
-def _load_quantized(config: EncoderConfig, quantize: str, device: torch.device) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer, BitsAndBytesConfig
+def _bnb_config(quantize: str, dtype: str) -> Any:
+    """The bitsandbytes config of ``--quantize 4bit|8bit`` (4bit: NF4, double quantisation)."""
+    from transformers import BitsAndBytesConfig
 
-    path = loading.resolve_model_path(config.base_model)
-    compute = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
     if quantize == "4bit":
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                                 bnb_4bit_use_double_quant=True)  # fmt: skip
-    else:
-        bnb = BitsAndBytesConfig(load_in_8bit=True)
-    try:
-        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except OSError as e:
-        raise UsageError(
-            f"{config.base_model}: model not found offline (use 'local', a model dir, or a cached id)"
-        ) from e
-    hf_config.is_causal = not config.bidirectional
-    if hasattr(hf_config, "sliding_window"):
-        hf_config.sliding_window = None
-        hf_config.use_sliding_window = False
-    if getattr(hf_config, "layer_types", None):
-        hf_config.layer_types = ["full_attention"] * len(hf_config.layer_types)
-    hf_config.use_cache = False
-    model = AutoModel.from_pretrained(
-        path, config=hf_config, quantization_config=bnb, dtype=compute, local_files_only=True,
-        device_map={"": device.index if device.type == "cuda" else "cpu"},
-    )  # fmt: skip
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return model, tokenizer
+        compute = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                                  bnb_4bit_use_double_quant=True)  # fmt: skip
+    return BitsAndBytesConfig(load_in_8bit=True)
 
 
 def build_trainable_encoder(
@@ -92,7 +70,11 @@ def build_trainable_encoder(
     if quantize and lora is None:
         raise UsageError("--quantize needs LoRA (a quantised base cannot be trained directly)")
     if quantize:
-        model, tokenizer = _load_quantized(config, quantize, device)
+        model, tokenizer, _ = loading.load_model(
+            config.base_model, bidirectional=config.bidirectional, dtype=config.dtype,
+            quantization_config=_bnb_config(quantize, config.dtype),
+            device_map={"": device.index if device.type == "cuda" else "cpu"},
+        )  # fmt: skip
     else:
         model, tokenizer, _ = loading.load_model(
             config.base_model, bidirectional=config.bidirectional, dtype=config.dtype

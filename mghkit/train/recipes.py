@@ -36,18 +36,12 @@ class Beir:
 
 
 def read_beir(path: str | Path) -> Beir:
-    root = Path(path)
-    corpus = {}
-    for line in (root / "corpus.jsonl").read_text().splitlines():
-        d = json.loads(line)
-        corpus[d["_id"]] = (d.get("title", "") + " " + d["text"]).strip()
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (root / "queries.jsonl").read_text().splitlines())}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, did, score = line.split("\t")
-        if int(score) > 0:
-            qrels.setdefault(qid, {})[did] = int(score)
-    return Beir(corpus, queries, qrels)
+    """A BEIR dir (read and checked by mghkit.evaluation.data) with each document as one text."""
+    from mghkit.evaluation.data import read_beir as read_checked
+
+    data = read_checked(path)
+    corpus = {d: f"{title} {text}".strip() for d, (title, text) in data.corpus.items()}
+    return Beir(corpus, data.queries, data.qrels)
 
 
 def _key(seed: int, item: str) -> int:
