@@ -193,17 +193,47 @@ def generate(
 def validate(
     triplets: In,
     out: Out = "-",
-    rejects: Annotated[str | None, typer.Option(help="Write rejected lines here, each with its reasons (JSONL).")] = None,
-    report: Annotated[str | None, typer.Option(help="Write a JSON report: counts per reason, settings, level statistics.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first problem with exit 2 instead of rejecting.")] = False,
-    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Reject exact and near-duplicate queries (first kept).")] = True,
-    dedup_threshold: Annotated[float, typer.Option(help="Near-duplicate query threshold: estimated Jaccard of character 5-grams, in (0, 1].")] = 0.8,
-    pair_threshold: Annotated[float, typer.Option(help="A negative counts as near-identical to its query, positive or another negative when lengths, word sets and word bigrams all agree to this ratio (Jaccard).")] = 0.9,
-    min_chars: Annotated[int, typer.Option(help="Reject texts shorter than this (characters, after normalisation).")] = 2,
+    rejects: Annotated[
+        str | None, typer.Option(help="Write rejected lines here, each with its reasons (JSONL).")
+    ] = None,
+    report: Annotated[
+        str | None, typer.Option(help="Write a JSON report: counts per reason, settings, level statistics.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first problem with exit 2 instead of rejecting.")
+    ] = False,
+    dedup: Annotated[
+        bool, typer.Option("--dedup/--no-dedup", help="Reject exact and near-duplicate queries (first kept).")
+    ] = True,
+    dedup_threshold: Annotated[
+        float, typer.Option(help="Near-duplicate query threshold: estimated Jaccard of character 5-grams, in (0, 1].")
+    ] = 0.8,
+    pair_threshold: Annotated[
+        float,
+        typer.Option(
+            help="A negative counts as near-identical to its query, positive or another negative when lengths, word sets and word bigrams all agree to this ratio (Jaccard)."
+        ),
+    ] = 0.9,
+    min_chars: Annotated[
+        int, typer.Option(help="Reject texts shorter than this (characters, after normalisation).")
+    ] = 2,
     max_chars: Annotated[int, typer.Option(help="Reject texts longer than this (characters).")] = 20_000,
-    check_levels: Annotated[bool, typer.Option("--check-levels", help="Embed query, positive and negatives; reject a negative that outscores the positive; report per-level similarity.")] = False,
-    embedder: Annotated[str, typer.Option(help="With --check-levels: 'local' (all-MiniLM-L6-v2, offline), a sentence-transformers dir, or a cached HF id.")] = "local",
-    plot: Annotated[str | None, typer.Option(help="With --check-levels: save the per-level similarity distributions as a PNG.")] = None,
+    check_levels: Annotated[
+        bool,
+        typer.Option(
+            "--check-levels",
+            help="Embed query, positive and negatives; reject a negative that outscores the positive; report per-level similarity.",
+        ),
+    ] = False,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="With --check-levels: 'local' (all-MiniLM-L6-v2, offline), a sentence-transformers dir, or a cached HF id."
+        ),
+    ] = "local",
+    plot: Annotated[
+        str | None, typer.Option(help="With --check-levels: save the per-level similarity distributions as a PNG.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table on stderr.")] = False,
 ) -> None:
     """Filter triplets: schema, normalisation, dedup, quality and level checks; rejects kept."""
@@ -239,12 +269,31 @@ def validate(
 @app.command()
 def curriculum(
     triplets: In,
-    schedule: Annotated[str, typer.Option(help="coarse-to-fine (low -> high), fine-to-coarse, random, or fixed:LEVEL (high, medium, medium-low, low).")] = "coarse-to-fine",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="coarse-to-fine (low -> high), fine-to-coarse, random, or fixed:LEVEL (high, medium, medium-low, low)."
+        ),
+    ] = "coarse-to-fine",
     seed: Seed = 0,
-    stages: Annotated[int | None, typer.Option(help="Group the levels into this many consecutive stages (1-4; coarse-to-fine and fine-to-coarse).")] = None,
-    stage_size: Annotated[int | None, typer.Option(help="At most this many examples per stage (the first of the shuffled stage).")] = None,
-    missing: Annotated[str, typer.Option(help="A record without a level's negative: skip (that level only), drop (the whole record) or error.")] = "skip",
-    default_instruction: Annotated[str, typer.Option(help="Instruction for records that carry none.")] = "Given a query, retrieve documents that answer the query",
+    stages: Annotated[
+        int | None,
+        typer.Option(
+            help="Group the levels into this many consecutive stages (1-4; coarse-to-fine and fine-to-coarse)."
+        ),
+    ] = None,
+    stage_size: Annotated[
+        int | None, typer.Option(help="At most this many examples per stage (the first of the shuffled stage).")
+    ] = None,
+    missing: Annotated[
+        str,
+        typer.Option(
+            help="A record without a level's negative: skip (that level only), drop (the whole record) or error."
+        ),
+    ] = "skip",
+    default_instruction: Annotated[
+        str, typer.Option(help="Instruction for records that carry none.")
+    ] = "Given a query, retrieve documents that answer the query",
     out: Out = "-",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
 ) -> None:
@@ -268,33 +317,110 @@ def curriculum(
 # ----------------------------------------------------------------------------- model
 @app.command()
 def train(
-    data: Annotated[str, typer.Argument(help="Curriculum file (trained in its order), or a validated triplet file (ordered by --schedule).", show_default=False)],
-    out: Annotated[str, typer.Option("--out", "-o", help="Run directory (a model for pool-inspect and eval when done).")] = "runs/mghkit",
-    base_model: Annotated[str | None, typer.Option(help="'local' (embedded SmolLM2-135M), a HF id or model dir.  [default: local]", show_default=False)] = None,
-    preset: Annotated[str | None, typer.Option(help="'paper': Mistral-7B-Instruct-v0.2, batch 64, grad-accum 8, lr 2e-4, 300 warmup, max length 512. Options given explicitly win.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="Triplet files: coarse-to-fine, fine-to-coarse, random, fixed:<level>.  [default: coarse-to-fine]", show_default=False)] = None,
-    pooling: Annotated[str | None, typer.Option(help="ata, mean, last, weighted-mean.  [default: the encoder default, see docs/ata.md]", show_default=False)] = None,
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Curriculum file (trained in its order), or a validated triplet file (ordered by --schedule).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Run directory (a model for pool-inspect and eval when done).")
+    ] = "runs/mghkit",
+    base_model: Annotated[
+        str | None,
+        typer.Option(
+            help="'local' (embedded SmolLM2-135M), a HF id or model dir.  [default: local]", show_default=False
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="'paper': Mistral-7B-Instruct-v0.2, batch 64, grad-accum 8, lr 2e-4, 300 warmup, max length 512. Options given explicitly win."
+        ),
+    ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Triplet files: coarse-to-fine, fine-to-coarse, random, fixed:<level>.  [default: coarse-to-fine]",
+            show_default=False,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="ata, mean, last, weighted-mean.  [default: the encoder default, see docs/ata.md]", show_default=False
+        ),
+    ] = None,
     causal: Annotated[bool, typer.Option("--causal", help="Keep causal attention (default: bidirectional).")] = False,
-    max_length: Annotated[int | None, typer.Option(help="Max tokens per text.  [default: 256; paper 512]", show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps, split equally between stages.", show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the curriculum (default 1 when --steps is not given).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per micro-batch and process.  [default: 8]", show_default=False)] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.  [default: 1]", show_default=False)] = None,
-    grad_cache: Annotated[bool | None, typer.Option("--grad-cache/--no-grad-cache", help="GradCache: the contrastive batch is batch x grad-accum (about 2x compute).", show_default=False)] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Max tokens per text.  [default: 256; paper 512]", show_default=False)
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps, split equally between stages.", show_default=False)
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Passes over the curriculum (default 1 when --steps is not given).", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Examples per micro-batch and process.  [default: 8]", show_default=False)
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Micro-batches per optimizer step.  [default: 1]", show_default=False)
+    ] = None,
+    grad_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--grad-cache/--no-grad-cache",
+            help="GradCache: the contrastive batch is batch x grad-accum (about 2x compute).",
+            show_default=False,
+        ),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.  [default: 2e-4]", show_default=False)] = None,
-    warmup_steps: Annotated[int | None, typer.Option(help="Linear warmup steps, then linear decay.  [default: 10% of the steps; paper 300]", show_default=False)] = None,
-    temperature: Annotated[float | None, typer.Option(help="InfoNCE temperature.  [default: 0.02]", show_default=False)] = None,
+    warmup_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Linear warmup steps, then linear decay.  [default: 10% of the steps; paper 300]", show_default=False
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="InfoNCE temperature.  [default: 0.02]", show_default=False)
+    ] = None,
     seed: Seed = 0,
-    lora: Annotated[bool, typer.Option("--lora/--no-lora", help="LoRA r 16, alpha 32, dropout 0.05 on q,k,v,o,gate,up,down (--no-lora: all weights).")] = True,
+    lora: Annotated[
+        bool,
+        typer.Option(
+            "--lora/--no-lora",
+            help="LoRA r 16, alpha 32, dropout 0.05 on q,k,v,o,gate,up,down (--no-lora: all weights).",
+        ),
+    ] = True,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank.  [default: 16]", show_default=False)] = None,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha.  [default: 32]", show_default=False)] = None,
-    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout.  [default: 0.05]", show_default=False)] = None,
-    quantize: Annotated[str | None, typer.Option(help="4bit or 8bit: QLoRA with bitsandbytes.", show_default=False)] = None,
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Non-reentrant activation checkpointing.")] = True,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16, float16.  [default: bf16 where the hardware has it]", show_default=False)] = None,
+    lora_dropout: Annotated[
+        float | None, typer.Option(help="LoRA dropout.  [default: 0.05]", show_default=False)
+    ] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="4bit or 8bit: QLoRA with bitsandbytes.", show_default=False)
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing", help="Non-reentrant activation checkpointing."
+        ),
+    ] = True,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="float32, bfloat16, float16.  [default: bf16 where the hardware has it]", show_default=False),
+    ] = None,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (and at the end).")] = 100,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint, exactly.")] = False,
-    stop_after: Annotated[int | None, typer.Option(help="Stop after this step (with a checkpoint); finish later with --resume.", show_default=False)] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint, exactly.")
+    ] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(help="Stop after this step (with a checkpoint); finish later with --resume.", show_default=False),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="Torch device for the models, e.g. cuda (default: cpu).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.", show_default=False)] = None,
 ) -> None:
@@ -321,15 +447,32 @@ def train(
 
 @app.command("pool-inspect")
 def pool_inspect(
-    texts: Annotated[list[str] | None, typer.Argument(help="Texts to inspect; none or '-' reads one text a line from stdin.", show_default=False)] = None,
-    model: Annotated[str, typer.Option(help="Model: 'local' (embedded SmolLM2-135M), a run dir, HF id or dir.")] = "local",
-    instruction: Annotated[str | None, typer.Option(help="Treat the texts as queries with this task instruction (E5 style).")] = None,
-    pooling: Annotated[str, typer.Option(help="Pooling whose weights colour the tokens: ata, mean, last, weighted-mean.")] = "ata",
-    ata_direction: Annotated[str | None, typer.Option(help="ATA reading: received (column sums) or given (row sums); default: the model's.")] = None,
-    ata_sign: Annotated[str | None, typer.Option(help="ATA sign rule: positive (above-uniform attention only) or literal.")] = None,
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(help="Texts to inspect; none or '-' reads one text a line from stdin.", show_default=False),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Model: 'local' (embedded SmolLM2-135M), a run dir, HF id or dir.")
+    ] = "local",
+    instruction: Annotated[
+        str | None, typer.Option(help="Treat the texts as queries with this task instruction (E5 style).")
+    ] = None,
+    pooling: Annotated[
+        str, typer.Option(help="Pooling whose weights colour the tokens: ata, mean, last, weighted-mean.")
+    ] = "ata",
+    ata_direction: Annotated[
+        str | None, typer.Option(help="ATA reading: received (column sums) or given (row sums); default: the model's.")
+    ] = None,
+    ata_sign: Annotated[
+        str | None, typer.Option(help="ATA sign rule: positive (above-uniform attention only) or literal.")
+    ] = None,
     causal: Annotated[bool, typer.Option("--causal", help="Causal attention instead of bidirectional.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Run the bidirectional-attention self-test: exit 0 if it holds, 1 if not.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (tokens and weights) instead of the view.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Run the bidirectional-attention self-test: exit 0 if it holds, 1 if not.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (tokens and weights) instead of the view.")
+    ] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML heatmap to this file.")] = None,
     top: Annotated[int, typer.Option(help="Rows in the top-tokens table.", min=1)] = 10,
     max_length: Annotated[int, typer.Option(help="Truncate texts to this many tokens.", min=4)] = 512,
@@ -345,7 +488,11 @@ def pool_inspect(
     err = Console(stderr=True)
     items = [] if check else pi.read_texts(texts or [], sys.stdin)
     if model == "local":
-        err.print("mghkit: model 'local' (the embedded SmolLM2-135M-Instruct); choose another with --model", highlight=False, soft_wrap=True)
+        err.print(
+            "mghkit: model 'local' (the embedded SmolLM2-135M-Instruct); choose another with --model",
+            highlight=False,
+            soft_wrap=True,
+        )
     encoder = pi.load_for_inspect(
         model, pooling, ata_direction, ata_sign, causal, max_length, say=lambda m: err.print(m, soft_wrap=True)
     )
@@ -375,27 +522,77 @@ def _csv(values: list[str] | str | None) -> list[str]:
 
 @app.command("eval")
 def eval_(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model to evaluate (repeatable): a run dir, a HF id or dir, a sentence-transformers dir, 'local' (the embedded decoder, the default) or 'minilm' (the embedded all-MiniLM-L6-v2).")] = None,
-    pooling: Annotated[str | None, typer.Option(help="Comma-separated poolings to compare on each decoder, e.g. mean,last,ata (default: the model's own).")] = None,
-    beir: Annotated[list[str] | None, typer.Option(help="Local BEIR dir (corpus.jsonl, queries.jsonl, qrels/test.tsv); repeatable. Main score nDCG@10.")] = None,
-    sts: Annotated[list[str] | None, typer.Option(help="Local STS JSONL file ({sentence1, sentence2, score}); repeatable. Main score cosine Spearman.")] = None,
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated MTEB task names, e.g. STSBenchmark,SciFact (their data must be fetchable or cached).")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to evaluate (repeatable): a run dir, a HF id or dir, a sentence-transformers dir, 'local' (the embedded decoder, the default) or 'minilm' (the embedded all-MiniLM-L6-v2).",
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated poolings to compare on each decoder, e.g. mean,last,ata (default: the model's own)."
+        ),
+    ] = None,
+    beir: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Local BEIR dir (corpus.jsonl, queries.jsonl, qrels/test.tsv); repeatable. Main score nDCG@10."
+        ),
+    ] = None,
+    sts: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Local STS JSONL file ({sentence1, sentence2, score}); repeatable. Main score cosine Spearman."
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated MTEB task names, e.g. STSBenchmark,SciFact (their data must be fetchable or cached)."
+        ),
+    ] = None,
     benchmark: Annotated[str | None, typer.Option(help='An MTEB benchmark, e.g. "MTEB(eng, v1)".')] = None,
     baseline: Annotated[list[str] | None, typer.Option(help="Add a baseline row for retrieval tasks: bm25.")] = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Write the full report (all metrics, versions, settings) as JSON here, or - for stdout.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Max tokens per text (default: the model's, 512 for decoders).")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", help="Write the full report (all metrics, versions, settings) as JSON here, or - for stdout."
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Max tokens per text (default: the model's, 512 for decoders).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 8,
-    max_queries: Annotated[int | None, typer.Option(help="Keep this many retrieval queries (seeded, deterministic).")] = None,
-    max_docs: Annotated[int | None, typer.Option(help="Cut each corpus to this many documents; judged documents of kept queries always stay.")] = None,
+    max_queries: Annotated[
+        int | None, typer.Option(help="Keep this many retrieval queries (seeded, deterministic).")
+    ] = None,
+    max_docs: Annotated[
+        int | None,
+        typer.Option(help="Cut each corpus to this many documents; judged documents of kept queries always stay."),
+    ] = None,
     max_pairs: Annotated[int | None, typer.Option(help="Keep this many STS pairs (seeded, deterministic).")] = None,
-    instruction: Annotated[str | None, typer.Option(help="Query instruction for retrieval tasks (E5 style; '' for none). Default: per task.")] = None,
-    sts_instruction: Annotated[str, typer.Option(help="Instruction for both sides of STS pairs ('' for none).")] = "Retrieve semantically similar text.",
+    instruction: Annotated[
+        str | None,
+        typer.Option(help="Query instruction for retrieval tasks (E5 style; '' for none). Default: per task."),
+    ] = None,
+    sts_instruction: Annotated[
+        str, typer.Option(help="Instruction for both sides of STS pairs ('' for none).")
+    ] = "Retrieve semantically similar text.",
     causal: Annotated[bool, typer.Option("--causal", help="Causal attention instead of bidirectional.")] = False,
     dtype: Annotated[str | None, typer.Option(help="Decoder weights dtype: float32, bfloat16, float16.")] = None,
     device: Annotated[str | None, typer.Option(help="Torch device for the models, e.g. cuda (default: cpu).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the on-disk embedding cache.")] = False,
-    cache_dir: Annotated[str | None, typer.Option(help="Cache root (default $MGHKIT_CACHE_DIR or ~/.cache/mghkit).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the on-disk embedding cache.")
+    ] = False,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Cache root (default $MGHKIT_CACHE_DIR or ~/.cache/mghkit).")
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Evaluate embedders on local BEIR / STS data and MTEB tasks (scored by mteb); compare rows in one table.
