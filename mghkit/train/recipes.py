@@ -124,7 +124,7 @@ def ndcg_at_10(encoder: Any, data: Beir, qids: list[str], doc_ids: list[str], ba
 def run_recipe(out: Path, *, beir: Path | None = None, steps: int = 60, batch_size: int = 8, max_length: int = 128,
                max_docs: int | None = 500, max_test_queries: int | None = None, lr: float = 2e-4,
                seed: int = 0, threads: int | None = None, gradient_checkpointing: bool = False,
-               log: Any = print) -> dict[str, Any]:  # fmt: skip
+               pooling: str | None = None, log: Any = print) -> dict[str, Any]:  # fmt: skip
     """Split, mine, evaluate the untrained model, train, evaluate the run dir. Returns the figures."""
     import torch
 
@@ -146,7 +146,7 @@ def run_recipe(out: Path, *, beir: Path | None = None, steps: int = 60, batch_si
     log(f"{len(triplets)} training triplets; eval: {len(qids)} held-out queries x {len(doc_ids)} docs")
 
     t0 = time.perf_counter()
-    base = load_encoder("local", max_length=max_length)
+    base = load_encoder("local", max_length=max_length, pooling=pooling)
     before = ndcg_at_10(base, data, qids, doc_ids)
     eval_s = time.perf_counter() - t0
     log(f"untrained nDCG@10 = {before:.4f} ({eval_s:.0f} s)")
@@ -156,7 +156,7 @@ def run_recipe(out: Path, *, beir: Path | None = None, steps: int = 60, batch_si
     args = make_args(str(triplet_file), dict(out=str(run_dir), base_model="local", schedule="coarse-to-fine",
                                              steps=steps, batch_size=batch_size, max_length=max_length, lr=lr,
                                              seed=seed, save_every=max(steps, 1), threads=threads,
-                                             gradient_checkpointing=gradient_checkpointing))  # fmt: skip
+                                             gradient_checkpointing=gradient_checkpointing, pooling=pooling))  # fmt: skip
     result = train(args)
     trained = load_encoder(str(run_dir))
     after = ndcg_at_10(trained, data, qids, doc_ids)
@@ -182,9 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pooling", default=None, help="mean, last, weighted-mean or ata (default: the encoder's)")
     a = ap.parse_args(argv)
     figures = run_recipe(a.out, beir=a.beir, steps=a.steps, batch_size=a.batch_size, max_length=a.max_length,
-                         max_docs=a.max_docs or None, lr=a.lr, seed=a.seed, threads=a.threads,
+                         max_docs=a.max_docs or None, lr=a.lr, seed=a.seed, threads=a.threads, pooling=a.pooling,
                          log=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
     print(json.dumps(figures, indent=2))
 
