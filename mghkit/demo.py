@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mghkit.jsonl import JsonlWriter
 from mghkit.paths import bundled_eval_dir
 
 
@@ -45,7 +46,8 @@ def _run(name: str, args: list[str], out: Path, timings: dict[str, float]) -> No
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    with JsonlWriter(path) as writer:
+        writer.write_all(records)
 
 
 def prepare_public_data(out: Path, *, heldout_queries: int, eval_docs: int, seed: int) -> tuple[Path, Path, str]:
