@@ -125,9 +125,9 @@ def train(
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = pick_device(dist.local_rank)
+    device = pick_device(dist.local_rank, args.device)
     config = _encoder_config(args, device)
-    lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout) if args.lora else None
+    lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, dtype=args.lora_dtype) if args.lora else None
     encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
                                       gradient_checkpointing=args.gradient_checkpointing, device=device, seed=args.seed)  # fmt: skip
     model = encoder.model

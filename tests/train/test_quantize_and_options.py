@@ -48,3 +48,47 @@ def test_paper_preset_sets_the_papers_hyperparameters_and_explicit_options_win()
         True,
     )
     assert make_args("t.jsonl", {"batch_size": 2}, preset="paper").batch_size == 2
+    assert make_args("t.jsonl", {}, preset="paper").lora_dtype == "base"
+    assert make_args("t.jsonl", {"lora_dtype": "float32"}, preset="paper").lora_dtype == "float32"
+
+
+@pytest.mark.parametrize(("lora_dtype", "expected"), [("float32", "torch.float32"), ("base", "torch.bfloat16")])
+def test_lora_dtype_keeps_adapters_in_fp32_or_in_the_base_dtype(tiny_model_dir, curriculum_file, tmp_path, lora_dtype,
+                                                                expected):  # fmt: skip
+    import torch
+
+    from mghkit.model.config import EncoderConfig
+    from mghkit.train.model import LoraSettings, build_trainable_encoder
+
+    config = EncoderConfig(base_model=str(tiny_model_dir), dtype="bfloat16")
+    encoder = build_trainable_encoder(config, lora=LoraSettings(dtype=lora_dtype), device=torch.device("cpu"))
+    lora = {str(p.dtype) for n, p in encoder.model.named_parameters() if "lora_" in n}
+    base = {str(p.dtype) for n, p in encoder.model.named_parameters() if "lora_" not in n}
+    assert lora == {expected} and base == {"torch.bfloat16"}
+    # and through the loop: the option is saved and the run trains
+    out = tmp_path / lora_dtype
+    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=1, batch_size=2,
+                                                        out=str(out), dtype="bfloat16", lora_dtype=lora_dtype,
+                                                        threads=1)))  # fmt: skip
+    assert math.isfinite(result.final_loss)
+    assert json.loads((out / "training_args.json").read_text())["lora_dtype"] == lora_dtype
+
+
+def test_device_option_is_used_and_bad_devices_are_usage_errors(tiny_model_dir, curriculum_file, tmp_path):
+    import torch
+
+    from mghkit.errors import UsageError
+    from mghkit.train.model import pick_device
+
+    assert pick_device(0, "cpu") == torch.device("cpu")
+    with pytest.raises(UsageError, match="not a torch device"):
+        pick_device(0, "gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            pick_device(0, "cuda")
+    out = tmp_path / "cpu"
+    train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=1, batch_size=2, out=str(out),
+                                               device="cpu", threads=1)))  # fmt: skip
+    assert json.loads((out / "training_args.json").read_text())["device"] == "cpu"
+    with pytest.raises(UsageError, match="--lora-dtype"):
+        make_args("t.jsonl", {"lora_dtype": "fp8"})
