@@ -25,10 +25,10 @@ import jsonlines
 try:  # 2-5x faster than json, and strict: NaN and lone surrogates are not JSON
     import orjson as _orjson
 
-    _loads: Callable[[str | bytes], Any] = _orjson.loads
+    loads: Callable[[str | bytes], Any] = _orjson.loads
 except ImportError:  # pragma: no cover
     _orjson = None  # type: ignore[assignment]
-    _loads = json.loads
+    loads = json.loads
 from pydantic import BaseModel, ValidationError
 
 from mghkit.errors import InputError, UsageError
@@ -110,7 +110,7 @@ def iter_raw_lines(source: str | Path | IO[bytes], *, max_line_bytes: int = MAX_
 def parse_lines(raw_lines: Iterable[RawLine], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Line]:
     """Parse ``iter_raw_lines`` output into Lines (the parsing half of ``iter_lines``)."""
     pending: list[bytes] = []
-    reader = jsonlines.Reader(iter(pending.pop, None), loads=_loads)  # fed one vetted line at a time
+    reader = jsonlines.Reader(iter(pending.pop, None), loads=loads)  # fed one vetted line at a time
     for lineno, raw in raw_lines:
         if isinstance(raw, int):
             yield Line(lineno, None, f"line is {raw:,} bytes, over the {max_line_bytes:,}-byte limit")
@@ -204,7 +204,7 @@ class JsonlWriter:
             else:
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
                 self._fp = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._writer = jsonlines.Writer(self._fp, flush=self.mode == "append" or self.path == "-", dumps=_dumps)
+        self._writer = jsonlines.Writer(self._fp, flush=self.mode == "append" or self.path == "-", dumps=dumps)
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
         self._writer.write(_to_obj(record))
@@ -234,7 +234,7 @@ class JsonlWriter:
         self.close(ok=exc_type is None)
 
 
-def _dumps(obj: Any) -> str:
+def dumps(obj: Any) -> str:
     if _orjson is not None:
         try:
             return _orjson.dumps(obj, option=_orjson.OPT_NON_STR_KEYS | _orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")

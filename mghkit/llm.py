@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import hashlib
 import json
 import logging
@@ -33,11 +34,13 @@ import re
 import sqlite3
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from mghkit.errors import RuntimeFailure, UsageError
+from mghkit.jsonl import loads
 from mghkit.paths import cache_dir
 
 _litellm: Any = None
@@ -57,6 +60,11 @@ def _lib() -> Any:
         # Not litellm.drop_params: with it, an HTTP 422 is retried inside LiteLLM, unseen and uncounted.
         # Unsupported parameters are dropped here instead (see _supported_params).
         logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+        # LiteLLM's import leaves ~370k objects that every full garbage collection walks again
+        # (~0.25 s each, several per thousand requests); they live as long as the process, so
+        # move them out of the collector's sight.
+        gc.collect()
+        gc.freeze()
         _litellm = litellm
     return _litellm
 
@@ -184,6 +192,9 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        # finished results built from cached completions (e.g. generate's records), keyed by everything
+        # they were built from: a warm rerun reads them back instead of re-rendering and re-parsing
+        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     @staticmethod
     def key(model: str, messages: Messages, params: dict[str, Any]) -> str:
@@ -202,19 +213,71 @@ class ResponseCache:
                 h.update(data)
         return h.hexdigest()
 
+    @staticmethod
+    def seeded_keys(model: str, params: dict[str, Any], requests: Sequence[tuple[Messages, int]]) -> list[str]:
+        """``key(model, messages, {**params, "seed": seed})`` for many (messages, seed) pairs, the
+        parameters' JSON built once and the seed spliced in (a warm rerun's hot path).
+
+        >>> p = {"temperature": 1.0, "response_format": {"type": "json_object"}}
+        >>> m = [{"role": "user", "content": "hi"}]
+        >>> ResponseCache.seeded_keys("x", p, [(m, 42)]) == [ResponseCache.key("x", m, {**p, "seed": 42})]
+        True
+        """
+        mark = "7777777777777777"  # a seed no request uses (seeds are 31-bit)
+        left, found, right = json.dumps([model, {**params, "seed": int(mark)}], sort_keys=True).partition(mark)
+        if not found or mark in right:  # cannot splice: the plain way
+            return [ResponseCache.key(model, m, {**params, "seed": s}) for m, s in requests]
+        head = hashlib.sha256(left.encode("utf-8"))
+        keys = []
+        for messages, seed in requests:
+            h = head.copy()
+            h.update(f"{seed}{right}".encode())
+            for m in messages:
+                for part in (m.get("role") or "", m.get("content") or ""):
+                    data = part.encode("utf-8")
+                    h.update(len(data).to_bytes(8, "big"))
+                    h.update(data)
+            keys.append(h.hexdigest())
+        return keys
+
     def get(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        v = json.loads(row[0])
-        return Completion(v["text"], v["usage"], v["cost_usd"], True, v.get("finish_reason"))
+        return None if row is None else _decode(row[0])
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        """The cached completions among ``keys`` (a batched lookup)."""
+        found: dict[str, Completion] = {}
+        for i in range(0, len(keys), 500):  # under SQLite's limit on bound parameters
+            chunk = keys[i : i + 500]
+            sql = f"SELECT key, value FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
+            for key, value in self._db.execute(sql, chunk):
+                found[key] = _decode(value)
+        return found
 
     def put(self, key: str, c: Completion) -> None:
         value = {"text": c.text, "usage": c.usage, "cost_usd": c.cost_usd, "finish_reason": c.finish_reason}
         self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, json.dumps(value)))
 
+    def get_results(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update(self._db.execute(sql, chunk).fetchall())
+        return found
+
+    def put_results(self, items: Sequence[tuple[str, str]]) -> None:
+        with self._db:  # one transaction
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", items)
+
     def close(self) -> None:
         self._db.close()
+
+
+def _decode(value: str) -> Completion:
+    v = loads(value)
+    return Completion(v["text"], v["usage"], v["cost_usd"], True, v.get("finish_reason"))
 
 
 # ----------------------------------------------------------------------------- rate limits
@@ -370,8 +433,7 @@ class LiteLLMClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        params = {k: v for k, v in (("response_format", response_format), ("seed", seed),
-                  ("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}  # fmt: skip
+        params = _params(response_format=response_format, seed=seed, temperature=temperature, max_tokens=max_tokens)
         key = ResponseCache.key(self._cache_model, messages, params) if self.cache else ""
         if self.cache:
             hit = self.cache.get(key)
@@ -389,6 +451,42 @@ class LiteLLMClient:
         if self.cache:
             self.cache.put(key, result)
         return result
+
+    def lookup_many(
+        self,
+        requests: Sequence[tuple[Messages, int]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> list[Completion | None]:
+        """The cached answers of many ``complete(messages, seed=seed, ...)`` calls, without calling
+        anything: one batched cache lookup (a warm rerun resolves its records here). Hits count
+        as cache hits; a None is a request still to make."""
+        if not self.cache:
+            return [None] * len(requests)
+        params = _params(response_format=response_format, temperature=temperature, max_tokens=max_tokens)
+        keys = ResponseCache.seeded_keys(self._cache_model, params, requests)
+        found = self.cache.get_many(keys)
+        self.stats.cache_hits += len(found)
+        return [found.get(k) for k in keys]
+
+    def recall_results(self, names: Sequence[str]) -> dict[str, str]:
+        """Results stored by ``store_results`` under these names (for this model), by name."""
+        if not self.cache:
+            return {}
+        keys = [self._result_key(n) for n in names]
+        found = self.cache.get_results(keys)
+        return {n: found[k] for n, k in zip(names, keys, strict=True) if k in found}
+
+    def store_results(self, items: Sequence[tuple[str, str]]) -> None:
+        """Keep finished results (``name`` -> text) built from this client's answers. A name must
+        cover everything the result was built from, apart from the model (added here)."""
+        if self.cache and items:
+            self.cache.put_results([(self._result_key(n), v) for n, v in items])
+
+    def _result_key(self, name: str) -> str:
+        return hashlib.sha256(f"{self._cache_model}\x1f{name}".encode()).hexdigest()
 
     def _check_budget(self, worst: float) -> None:
         budget = self.config.max_budget
@@ -475,6 +573,11 @@ class LiteLLMClient:
     def close(self) -> None:
         if self.cache:
             self.cache.close()
+
+
+def _params(**params: Any) -> dict[str, Any]:
+    """The request parameters that are set (they are part of the cache key)."""
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def _prices(model: str) -> tuple[float | None, float | None]:

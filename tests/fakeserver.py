@@ -126,6 +126,10 @@ def default_responder(body: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- the server
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # socketserver's default listen backlog of 5 drops connections at concurrency 32
+
+
 class FakeLLMServer:
     def __init__(
         self,
@@ -145,7 +149,7 @@ class FakeLLMServer:
         self.in_flight = 0
         self.max_concurrency = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._httpd = _Server(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -192,6 +196,9 @@ class FakeLLMServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out as two writes: with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms), a stall a real server does not add
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass

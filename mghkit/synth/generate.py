@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mghkit import __version__
 from mghkit.errors import InputError, MghkitError, RuntimeFailure, UsageError
-from mghkit.jsonl import JsonlWriter, display_name, iter_lines, read_records, repair_tail
-from mghkit.llm import LOCAL, BudgetExceeded, ClientConfig, LLMClient, LLMError, Messages, open_client
+from mghkit.jsonl import JsonlWriter, display_name, dumps, iter_lines, loads, read_records, repair_tail
+from mghkit.llm import LOCAL, BudgetExceeded, ClientConfig, Completion, LLMClient, LLMError, Messages, open_client
 from mghkit.prompts import load_template
 from mghkit.schema import KINDS, LEVELS, Task, Triplet, stable_id
 from mghkit.synth.attributes import ATTRIBUTE_NAMES, attributes, request_seed
@@ -45,6 +46,9 @@ LOCAL_TEMPERATURE = 0.5
 LOCAL_MAX_QUERY, LOCAL_MAX_TEXT = 160, 300  # characters: keeps the 135M model from looping for long
 MAX_TEXT_CHARS = 20_000  # a field longer than this is a runaway, not data
 FAIL_STREAK = 5  # this many requests failing in a row (after their retries) stops the run
+# Part of the name under which a finished record is kept in the cache (see ``replay_cached``):
+# bump it whenever the way a record is built from the model's answers changes.
+RECORD_FORMAT = f"mghkit {__version__} generate record 1"
 
 
 # ----------------------------------------------------------------------------- prompts and jobs
@@ -94,6 +98,13 @@ class Job:
     @property
     def prompt_sha(self) -> str:
         return self.prompt.sha[self.task.kind]
+
+    def result_name(self, params: str) -> str:
+        """Everything this job's record is built from, apart from the model's answers (which follow
+        from these and the model): the cache name of the finished record."""
+        t = self.task
+        return "\x1f".join((RECORD_FORMAT, self.prompt_sha, str(self.seed), self.id, t.kind, t.task,
+                             t.query_desc or "", t.doc_desc or "", params))  # fmt: skip
 
 
 def triplet_id(task_id: str, index: int, seed: int) -> str:
@@ -196,18 +207,27 @@ class RequestParams:
             return cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
         return cls({"type": "json_object"}, TEMPERATURE, MAX_TOKENS)
 
+    def key(self) -> str:
+        """These parameters as canonical JSON (part of a record's cache name)."""
+        return dumps({"response_format": self.response_format, "temperature": self.temperature,
+                      "max_tokens": self.max_tokens})  # fmt: skip
+
 
 # ----------------------------------------------------------------------------- one job
 def _add_usage(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: a.get(k, 0) + b.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
 
-async def produce(job: Job, client: LLMClient, params: RequestParams, reask: Any = None) -> tuple[bool, dict[str, Any]]:
+async def produce(
+    job: Job, client: LLMClient, params: RequestParams, reask: Any = None, first: Completion | None = None
+) -> tuple[bool, dict[str, Any]]:
     """One job: (True, a triplet record) or (False, a reject record with raw text and reason, after
-    one bounded re-ask). Transport failures raise :class:`~mghkit.llm.LLMError` (the job stays undone)."""
+    one bounded re-ask). Transport failures raise :class:`~mghkit.llm.LLMError` (the job stays undone).
+    ``first``: the first answer when already known (from the cache)."""
     kw = {"response_format": params.response_format, "seed": request_seed(job.seed, job.id),
           "temperature": params.temperature, "max_tokens": params.max_tokens}  # fmt: skip
-    first = await client.complete(job.messages, **kw)  # type: ignore[arg-type]
+    if first is None:
+        first = await client.complete(job.messages, **kw)  # type: ignore[arg-type]
     payload, why = parse_triplet(first.text, first.finish_reason)
     usage, cost, reasked, second_text = dict(first.usage), first.cost_usd, False, None
     if why is not None:
@@ -219,11 +239,64 @@ async def produce(job: Job, client: LLMClient, params: RequestParams, reask: Any
         payload, why2 = parse_triplet(second.text, second.finish_reason)
         if why2 is not None:
             why = f"{why}; after one re-ask: {why2}"
-    meta = {"model": client.model, "prompt_sha": job.prompt_sha, "seed": job.seed, "usage": usage,
-            "cost_usd": round(cost, 8), "attributes": job.attributes, "reasked": reasked}  # fmt: skip
+    meta = _meta(job, client, usage, cost, reasked)
     if payload is None:
         return False, reject_record(job, str(why), raw=first.text, raw_reask=second_text, meta=meta)
     return True, make_triplet(job, payload, meta)
+
+
+def _meta(job: Job, client: LLMClient, usage: dict[str, int], cost: float, reasked: bool) -> dict[str, Any]:
+    return {"model": client.model, "prompt_sha": job.prompt_sha, "seed": job.seed, "usage": usage,
+            "cost_usd": round(cost, 8), "attributes": job.attributes, "reasked": reasked}  # fmt: skip
+
+
+def replay_cached(
+    jobs: list[Job], client: LLMClient, params: RequestParams, on_record: Callable[[bool, dict[str, Any]], None],
+    chunk: int = 1024,
+) -> list[tuple[Job, Completion | None]]:  # fmt: skip
+    """The warm-rerun fast path: hand over, without a request, every job whose result the client's
+    cache already holds - a finished record kept by an earlier run, or else a cached first answer
+    that is a valid triplet - with one batched lookup per ``chunk`` jobs. ``on_record(ok, record)``
+    receives each. Returns the jobs left to run, each with its cached first answer when there was
+    one (it still needs a re-ask), in order."""
+    recall = getattr(client, "recall_results", None)
+    lookup = getattr(client, "lookup_many", None)
+    if recall is None or lookup is None:
+        return [(job, None) for job in jobs]
+    key = params.key()
+    todo: list[tuple[Job, Completion | None]] = []
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        names = [job.result_name(key) for job in part]
+        kept = recall(names)
+        rest = []
+        for job, name in zip(part, names, strict=True):
+            value = kept.get(name)
+            if value is None:
+                rest.append(job)
+            else:
+                on_record(value[0] == "T", loads(value[1:]))
+        hits = lookup([(job.messages, request_seed(job.seed, job.id)) for job in rest],
+                      response_format=params.response_format, temperature=params.temperature,
+                      max_tokens=params.max_tokens)  # fmt: skip
+        built = []
+        for job, hit in zip(rest, hits, strict=True):
+            payload = None if hit is None else parse_triplet(hit.text, hit.finish_reason)[0]
+            if hit is None or payload is None:
+                todo.append((job, hit))
+                continue
+            record = make_triplet(job, payload, _meta(job, client, dict(hit.usage), hit.cost_usd, False))
+            built.append((job, True, record))
+            on_record(True, record)
+        keep_results(client, key, built)
+    return todo
+
+
+def keep_results(client: LLMClient, key: str, done: list[tuple[Job, bool, dict[str, Any]]]) -> None:
+    """Keep finished records in the client's cache for ``replay_cached`` (when it has a cache)."""
+    store = getattr(client, "store_results", None)
+    if store is not None and done:
+        store([(job.result_name(key), ("T" if ok else "R") + dumps(record)) for job, ok, record in done])
 
 
 def make_triplet(job: Job, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -279,16 +352,30 @@ async def agenerate(
     stats = stats or GenerateStats()
     params = RequestParams.for_model(client.model)
     reask = load_template("reask.txt")
-    it = iter(jobs)
+    key = params.key()
+
+    def on_record(ok: bool, record: dict[str, Any]) -> None:
+        if ok:
+            stats.written += 1
+            stats.reasked += bool(record["meta"].get("reasked"))
+            on_triplet(record)
+        else:
+            stats.rejected += 1
+            reason = record["reason"].split(":")[0][:60]
+            stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
+            on_reject(record)
+        on_done()
+
+    it = iter(replay_cached(list(jobs), client, params, on_record))
     streak = 0
 
     async def worker() -> None:
         nonlocal streak
-        for job in it:
+        for job, first in it:
             if stats.stop is not None:
                 return
             try:
-                ok, result = await produce(job, client, params, reask)
+                ok, result = await produce(job, client, params, reask, first)
             except BudgetExceeded as e:
                 stats.stop = stats.stop or e
                 return
@@ -305,16 +392,8 @@ async def agenerate(
                     on_done()
                     continue
             streak = 0
-            if ok:
-                stats.written += 1
-                stats.reasked += result["meta"]["reasked"]
-                on_triplet(result)
-            else:
-                stats.rejected += 1
-                key = result["reason"].split(":")[0][:60]
-                stats.reasons[key] = stats.reasons.get(key, 0) + 1
-                on_reject(result)
-            on_done()
+            on_record(ok, result)
+            keep_results(client, key, [(job, ok, result)])
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     return stats

@@ -162,3 +162,50 @@ def test_a_refused_request_is_reported_not_rejected_and_a_rerun_retries_it(serve
     assert server.count == 4  # a 400 is not retried
     run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1))
     assert len(lines(tmp_path / "t.jsonl")) == 4 and server.count == 5
+
+
+def _by_id(records: list[dict]) -> list[dict]:
+    return sorted(records, key=lambda r: r["id"])
+
+
+def test_warm_cache_rerun_to_a_new_file_sends_nothing_and_writes_the_same_records(server, tmp_path):
+    import sqlite3
+
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 6)
+    # one job needs a re-ask, one ends as a reject: both must come back from the cache too
+    server.add_fault(Reply("Sorry, here it is: {broken"), match="sort 1 ", times=1)
+    server.add_fault(Reply("not json"), match="sort 4 ", times=4)
+    first = run_generate(tasks, config(server, tmp_path), opts(tmp_path))
+    sent = server.count
+    assert first.written == 10 and first.rejected == 2 and first.reasked == 1
+    expected = _by_id(lines(tmp_path / "t.jsonl")), _by_id(lines(tmp_path / "r.jsonl"))
+    db = tmp_path / "cache" / "llm-cache.sqlite3"
+    # 1) from the finished records kept in the cache; 2) with those gone, from the cached answers alone
+    for round_ in ("records", "answers"):
+        if round_ == "answers":
+            with sqlite3.connect(db) as con:
+                con.execute("DELETE FROM results")
+        o = opts(tmp_path, out=str(tmp_path / f"{round_}.jsonl"), rejects=str(tmp_path / f"{round_}-r.jsonl"))
+        stats = run_generate(tasks, config(server, tmp_path), o)
+        assert server.count == sent, round_  # zero requests
+        assert (stats.written, stats.rejected, stats.reasked) == (10, 2, 1)
+        got = _by_id(lines(Path(o.out))), _by_id(lines(Path(o.rejects)))
+        assert got == expected, round_
+    with sqlite3.connect(db) as con:  # the replay from answers kept the records again
+        assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 12
+
+
+def test_kept_records_are_not_reused_when_the_task_or_seed_changes(server, tmp_path):
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1))
+    assert server.count == 2
+    changed = tmp_path / "changed.jsonl"
+    rows = [json.loads(line) for line in tasks.read_text().splitlines()]
+    rows[0]["task"] += " (reworded)"  # same id, new text: a new prompt, so a new request
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_generate(changed, config(server, tmp_path), opts(tmp_path, per_task=1, out=str(tmp_path / "c.jsonl")))
+    assert server.count == 3
+    out = {r["task_id"]: r for r in lines(tmp_path / "c.jsonl")}
+    assert out[rows[0]["id"]]["instruction"].endswith("(reworded)")
+    run_generate(tasks, config(server, tmp_path), opts(tmp_path, per_task=1, seed=1, out=str(tmp_path / "s.jsonl")))
+    assert server.count == 5  # another seed: other ids, other requests
