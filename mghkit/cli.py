@@ -234,6 +234,13 @@ def validate(
     plot: Annotated[
         str | None, typer.Option(help="With --check-levels: save the per-level similarity distributions as a PNG.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes for the per-record checks (0: none).  [default: one per CPU for files over 8 MB]",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table on stderr.")] = False,
 ) -> None:
     """Filter triplets: schema, normalisation, dedup, quality and level checks; rejects kept."""
@@ -250,14 +257,14 @@ def validate(
     if plot and not check_levels:
         raise UsageError("--plot needs --check-levels (it draws the per-level similarities)")
     cfg = ValidateConfig(min_chars=min_chars, max_chars=max_chars, dedup=dedup, dedup_threshold=dedup_threshold,
-                         pair_threshold=pair_threshold, strict=strict)  # fmt: skip
+                         pair_threshold=pair_threshold, strict=strict, workers=workers)  # fmt: skip
     embed = load_embedder(embedder) if check_levels else None
     stats = LevelStats() if check_levels else None
     with ExitStack() as stack:
         clean_w = stack.enter_context(JsonlWriter(out))
         reject_w = stack.enter_context(JsonlWriter(rejects)) if rejects else None
         result = validate_file(triplets, clean_w.write, reject_w.write if reject_w else None, cfg,
-                               embed=embed, level_stats=stats)  # fmt: skip
+                               embed=embed, level_stats=stats, json_text=True)  # fmt: skip
     if report:
         write_json_atomic(report, result.to_json())
     if plot and stats is not None:

@@ -279,18 +279,35 @@ class LshIndex:
     def query(self, sig: np.ndarray, keys: np.ndarray) -> tuple[int, float] | None:
         """The stored (id, estimated Jaccard) most similar to ``sig`` if it reaches the
         threshold; ``keys`` are the signature's band keys."""
-        keys = keys.astype(np.uint32)
-        lo = np.searchsorted(self._buckets.keys, keys, side="left")
-        hi = np.searchsorted(self._buckets.keys, keys, side="right")
-        hits = np.flatnonzero(hi > lo)
-        if len(hits) == 0:
-            return None
-        slots = np.unique(np.concatenate([self._buckets.values[lo[h] : hi[h]] for h in hits.tolist()]))
-        sims = (self._sigs[slots] == sig.astype(np.uint16)[None, :]).mean(axis=1)
-        best = int(np.argmax(sims))
-        if sims[best] < self.threshold:
-            return None
-        return int(self._ids[slots[best]]), float(sims[best])
+        ids, sims = self.query_many(sig[None, :], keys[None, :])
+        return (int(ids[0]), float(sims[0])) if ids[0] >= 0 else None
+
+    def query_many(self, sigs: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``query`` for a batch at once: (ids int64 [n], -1 where nothing reaches the threshold;
+        estimated Jaccard float [n]). Ties go to the earliest stored entry, as in ``query``."""
+        n = len(sigs)
+        ids, best = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.float64)
+        if n == 0 or self._n == 0:
+            return ids, best
+        flat = keys.reshape(-1).astype(np.uint32)
+        lo = np.searchsorted(self._buckets.keys, flat, side="left")
+        counts = np.searchsorted(self._buckets.keys, flat, side="right") - lo
+        total = int(counts.sum())
+        if total == 0:
+            return ids, best
+        # every (row, stored slot) pair that shares a band key, then each row's best slot
+        row = np.repeat(np.arange(len(flat)) // keys.shape[1], counts)
+        starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        slot = self._buckets.values[starts + np.arange(total)]
+        pair = np.unique(row.astype(np.int64) * (self._n + 1) + slot)  # distinct pairs, sorted by row, slot
+        row, slot = pair // (self._n + 1), pair % (self._n + 1)
+        sims = (self._sigs[slot] == sigs.astype(np.uint16)[row]).mean(axis=1)
+        order = np.lexsort((slot, -sims, row))  # per row: highest similarity, then earliest slot
+        first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+        hit = sims[first] >= self.threshold
+        ids[row[first][hit]] = self._ids[slot[first][hit]]
+        best[row[first]] = sims[first]
+        return ids, best
 
     def add(self, sigs: np.ndarray, keys: np.ndarray, ids: Sequence[int]) -> None:
         """Store a batch: signatures [n, num_perm], their band keys [n, bands], ids [n]."""

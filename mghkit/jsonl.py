@@ -175,6 +175,11 @@ def _to_obj(record: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class JsonText(str):
+    """A record already encoded as one line of JSON (no newline): ``JsonlWriter`` writes it as it
+    is. Worker processes hand records over this way - far cheaper to pass than dicts."""
+
+
 class JsonlWriter:
     """Write records as JSONL to a file or ``-`` (stdout), one complete line at a time.
 
@@ -206,11 +211,16 @@ class JsonlWriter:
                 self._fp = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._writer = jsonlines.Writer(self._fp, flush=self.mode == "append" or self.path == "-", dumps=dumps)
 
-    def write(self, record: BaseModel | dict[str, Any]) -> None:
-        self._writer.write(_to_obj(record))
+    def write(self, record: BaseModel | dict[str, Any] | JsonText) -> None:
+        if isinstance(record, JsonText):
+            self._fp.write(record + "\n")
+            if self.mode == "append" or self.path == "-":
+                self._fp.flush()
+        else:
+            self._writer.write(_to_obj(record))
         self.count += 1
 
-    def write_all(self, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    def write_all(self, records: Iterable[BaseModel | dict[str, Any] | JsonText]) -> int:
         for r in records:
             self.write(r)
         return self.count

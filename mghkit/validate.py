@@ -10,6 +10,11 @@ The file is read twice (stdin is spooled to a temporary file first): the first p
 hash of every positive, so a negative can be checked against positives further down the file.
 Nothing holds the records: per kept record the indexes store about 250 bytes.
 
+Files over 8 MB are split over worker processes (``ValidateConfig.workers``): per batch of raw
+lines, stage 1 (``prepare_batch``: parsing and the per-record checks) runs in a worker and stage 2
+(``_Finisher``: the checks across the file) in the main process, in file order, so the result is
+the same as in one process.
+
     >>> import io, json
     >>> neg = lambda t: [{"similarity_level": l, "text": f"{t} {l}"} for l in LEVELS]
     >>> rows = [{"query": "latin name of sodium", "positive_example": "Natrium", "hard_negative_examples": neg("Kalium")},
@@ -21,6 +26,7 @@ Nothing holds the records: per kept record the indexes store about 250 bytes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -47,7 +53,18 @@ from mghkit.dedup import (
     normalize_text,
 )
 from mghkit.errors import InputError, UsageError
-from mghkit.jsonl import Line, describe_validation_error, display_name, iter_lines
+from mghkit.jsonl import (
+    JsonText,
+    Line,
+    RawLine,
+    describe_validation_error,
+    display_name,
+    dumps,
+    iter_lines,
+    iter_raw_lines,
+    loads,
+    parse_lines,
+)
 from mghkit.levels import Embedder, LevelStats, load_embedder
 from mghkit.schema import LEVEL_RANK, LEVELS, Triplet
 
@@ -101,10 +118,13 @@ class ValidateConfig:
     strict: bool = False
     batch_size: int = 2048
     num_perm: int = 64
+    workers: int | None = None  # processes for the per-record work; 0: none; None: the CPUs, for files over 8 MB
 
     def __post_init__(self) -> None:
         if not 0 < self.dedup_threshold <= 1 or not 0 < self.pair_threshold <= 1:
             raise UsageError("thresholds must be in (0, 1]")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more (got {self.workers})")
         if self.min_chars < 0 or self.max_chars < max(1, self.min_chars):
             raise UsageError(f"need 0 <= --min-chars <= --max-chars (got {self.min_chars}, {self.max_chars})")
 
@@ -114,19 +134,21 @@ class Outcome:
     """One input line's fate: ``clean`` (the normalised record) or ``reasons`` (a reject)."""
 
     lineno: int
-    clean: dict[str, Any] | None
+    clean: dict[str, Any] | JsonText | None
     reasons: list[Reason] = field(default_factory=list)
     original: dict[str, Any] | None = None
+    original_json: str | None = None  # the original as its JSON line (from worker processes)
     raw: str | None = None
     cosines: np.ndarray | None = None  # [positive, high, medium, medium-low, low] with an embedder
 
     def reject_record(self, path: str) -> dict[str, Any]:
         rec: dict[str, Any] = {"file": path, "line": self.lineno}
-        if self.original is not None and isinstance(self.original.get("id"), str):
-            rec["id"] = self.original["id"]
+        original = self.original if self.original_json is None else loads(self.original_json)
+        if original is not None and isinstance(original.get("id"), str):
+            rec["id"] = original["id"]
         rec["reasons"] = [r.to_json() for r in self.reasons]
-        if self.original is not None:
-            rec["record"] = self.original
+        if original is not None:
+            rec["record"] = original
         else:
             rec["raw"] = self.raw
         return rec
@@ -230,7 +252,7 @@ class _Good:
     """A record that passed the per-record checks, with what the file-level checks need."""
 
     outcome: Outcome
-    clean: dict[str, Any]
+    clean: dict[str, Any] | JsonText
     query_hash: int
     negative_hashes: list[int]
     texts: list[str] | None  # only kept for the level check
@@ -287,21 +309,24 @@ class _Dedup:
             return
         hashes = np.array([g.query_hash for g in good], dtype=np.uint64)
         earlier = self.exact.first(hashes)
-        maybe = self.near.candidates_exist(bands)
+        maybe = np.flatnonzero(self.near.candidates_exist(bands))
+        near_ids, near_sims = np.full(len(good), -1, dtype=np.int64), np.zeros(len(good))
+        near_ids[maybe], near_sims[maybe] = self.near.query_many(sigs[maybe], bands[maybe])
         seen_exact: dict[int, int] = {}
         local_buckets: dict[int, list[int]] = {}
         kept: list[int] = []
         band_rows = bands.tolist()
+        sig16 = sigs.astype(np.uint16)  # compared as the index stores them, so batch boundaries do not matter
         for i, g in enumerate(good):
             o = g.outcome
             first = int(earlier[i]) if earlier[i] >= 0 else seen_exact.get(g.query_hash)
             if first is not None:
                 o.reasons.append(Reason("duplicate_query", "query", f"same query as line {first}"))
                 continue
-            hit = self.near.query(sigs[i], bands[i]) if maybe[i] else None
+            hit = (int(near_ids[i]), float(near_sims[i])) if near_ids[i] >= 0 else None
             if hit is None:  # compare with kept records of this batch
                 cands = {j for b in band_rows[i] if b in local_buckets for j in local_buckets[b]}
-                best = max(((float((sigs[i] == sigs[j]).mean()), j) for j in cands), default=(0.0, -1))
+                best = max(((float((sig16[i] == sig16[j]).mean()), j) for j in cands), default=(0.0, -1))
                 if best[0] >= self.near.threshold:
                     hit = (good[best[1]].outcome.lineno, best[0])
             if hit is not None:
@@ -339,6 +364,78 @@ def validate_lines(
             yield from finish(prepare_batch(batch, cfg, embed is not None))
             batch = []
     yield from finish(prepare_batch(batch, cfg, embed is not None))
+
+
+# ----------------------------------------------------------------------------- worker processes
+PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
+PARALLEL_BATCH = 1024  # lines per task: 2 x workers tasks in flight keep memory flat
+
+
+def worker_count(cfg: ValidateConfig, source: str, embed: Embedder | None) -> int:
+    """Worker processes for this run: ``cfg.workers``, or by default one per CPU for a file over
+    PARALLEL_MIN_BYTES. The level check (an embedder, maybe torch threads) runs in-process."""
+    if embed is not None or cfg.strict:
+        return 0
+    if cfg.workers is not None:
+        return cfg.workers
+    try:
+        big = os.path.getsize(source) >= PARALLEL_MIN_BYTES
+    except OSError:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus if big and cpus > 1 else 0
+
+
+def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """``map(fn, items)`` in ``workers`` processes, results in order, at most 2 x workers in flight
+    (memory stays flat). Raw line batches go out as bytes; workers parse and check them."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batches(source: str, size: int) -> Iterator[list[RawLine]]:
+    batch: list[RawLine] = []
+    for raw in iter_raw_lines(source):
+        batch.append(raw)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _positives_of_batch(raw: list[RawLine]) -> tuple[np.ndarray, np.ndarray]:
+    hashes, linenos = _positive_hashes(parse_lines(raw))
+    return np.array(hashes, dtype=np.uint64), np.array(linenos, dtype=np.uint32)
+
+
+def _prepare_raw(job: tuple[list[RawLine], ValidateConfig, bool]) -> _Prepared:
+    """``prepare_batch`` in a worker, its records sent back as JSON text (the original line, the
+    clean record encoded): a string crosses between processes at a fraction of a dict's cost."""
+    raw, cfg, keep_texts = job
+    prep = prepare_batch(parse_lines(raw), cfg, keep_texts)
+    text = dict(raw)
+    for o in prep.outcomes:
+        if o.original is not None:
+            line = text[o.lineno]
+            o.original, o.original_json = None, line.decode("utf-8") if isinstance(line, bytes) else None
+    for g in prep.good:
+        g.clean = JsonText(dumps(g.clean))
+    return prep
 
 
 class _Finisher:
@@ -440,9 +537,12 @@ def validate_file(
     *,
     embed: Embedder | None = None,
     level_stats: LevelStats | None = None,
+    json_text: bool = False,
 ) -> Report:
     """Validate ``path`` (or ``-``), streaming clean records and rejects to the two callbacks.
-    With ``cfg.strict`` the first problem raises InputError (file:line:field) instead."""
+    With ``cfg.strict`` the first problem raises InputError (file:line:field) instead.
+    ``json_text``: ``write_clean`` also takes records as ``JsonText`` (a ``JsonlWriter`` does),
+    which saves decoding what worker processes send; otherwise it always gets dicts."""
     cfg = cfg or ValidateConfig()
     name = display_name(path)
     t0 = time.perf_counter()
@@ -454,8 +554,20 @@ def validate_file(
     source = spool.name if spool is not None else path
     try:
         report = Report(input=name, settings={k: v for k, v in asdict(cfg).items() if k != "batch_size"})
-        positives = collect_positives(iter_lines(source)) if cfg.cross_positives else None
-        outcomes = validate_lines(iter_lines(source), cfg, positives=positives, embed=embed)
+        workers = worker_count(cfg, source, embed)
+        if workers:  # the same two passes, the per-record work spread over processes
+            positives = None
+            if cfg.cross_positives:
+                parts = list(ordered_map(_positives_of_batch, _batches(source, PARALLEL_BATCH), workers))
+                positives = SortedKeys()
+                if parts:
+                    positives.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            finish = _Finisher(cfg, positives, None)
+            jobs = ((raw, cfg, False) for raw in _batches(source, PARALLEL_BATCH))
+            outcomes: Iterable[Outcome] = (o for prep in ordered_map(_prepare_raw, jobs, workers) for o in finish(prep))
+        else:
+            positives = collect_positives(iter_lines(source)) if cfg.cross_positives else None
+            outcomes = validate_lines(iter_lines(source), cfg, positives=positives, embed=embed)
         counts: Counter[str] = Counter()
         for o in outcomes:
             report.total += 1
@@ -463,7 +575,8 @@ def validate_file(
                 level_stats.add(o.cosines)
             if o.clean is not None:
                 report.clean += 1
-                write_clean(o.clean)
+                clean = o.clean if json_text or not isinstance(o.clean, JsonText) else loads(str(o.clean))
+                write_clean(clean)  # type: ignore[arg-type]  # JsonText only when json_text says it is taken
                 continue
             if cfg.strict:
                 r = o.reasons[0]

@@ -75,3 +75,29 @@ def test_lsh_index_finds_near_duplicates_only():
     assert hit is not None and hit[0] == 8 and hit[1] >= 0.8
     assert index.query(probe[1], keys[1]) is None
     assert index.candidates_exist(keys).tolist()[0] is True
+
+
+def test_lsh_query_many_matches_a_brute_force_search():
+    rng = np.random.default_rng(0)
+    mh = MinHasher()
+    index = LshIndex(0.8)
+    words = [f"w{i}" for i in range(40)]
+    stored = [" ".join(rng.choice(words, size=8)) for _ in range(300)]
+    sigs = mh.signatures(stored)
+    index.add(sigs, index.band_keys(sigs), list(range(1, 301)))
+    probes = [s + " extra" for s in stored[:60]] + [" ".join(rng.choice(words, size=8)) for _ in range(60)]
+    psigs = mh.signatures(probes)
+    pkeys = index.band_keys(psigs)
+    ids, sims = index.query_many(psigs, pkeys)
+    stored16, stored_keys = sigs.astype(np.uint16), index.band_keys(sigs).astype(np.uint32)
+    for i in range(len(probes)):  # reference: every stored entry sharing a band, best similarity, earliest on ties
+        share = (stored_keys == pkeys[i].astype(np.uint32)[None, :]).any(axis=1)
+        cands = np.flatnonzero(share)
+        if len(cands) == 0:
+            assert ids[i] == -1
+            continue
+        sim = (stored16[cands] == psigs[i].astype(np.uint16)[None, :]).mean(axis=1)
+        best = cands[int(np.argmax(sim))]
+        expected = best + 1 if sim.max() >= 0.8 else -1
+        assert ids[i] == expected and sims[i] == pytest.approx(sim.max()), i
+    assert (ids[:60] > 0).mean() > 0.5  # the near-copies are mostly found

@@ -262,3 +262,52 @@ def test_check_levels_with_the_embedded_minilm(tmp_path):
     assert lv["checked"] == 1 and lv["mean_cosine"]["positive"] > lv["mean_cosine"]["low"]
     assert (tmp_path / "l.png").stat().st_size > 1000
     assert b"level check" in r.stderr
+
+
+def _mixed_rows() -> list:
+    """Every kind of problem, spread so that duplicates and false negatives cross batch boundaries."""
+    rows: list = []
+    for i in range(60):
+        rows.append(make_triplet(f"distinct question {i} about subject {i * 13} and more", i))
+    rows[5] = "{not json"
+    rows[9] = with_negs(9, ["only one", "and two"])
+    rows[20] = make_triplet("distinct question 3 about subject 39 and more", 99)  # exact dup of line 4
+    rows[33] = make_triplet("distinct question 7 about subject 91 and more today", 98)  # near dup of line 8
+    rows[41]["hard_negative_examples"][1]["text"] = rows[57]["positive_example"]  # a later record's positive
+    rows[50] = [1, 2]
+    return rows
+
+
+@pytest.mark.parametrize("json_text", [False, True])
+def test_worker_processes_give_the_same_output_as_in_process(tmp_path, monkeypatch, json_text):
+    import mghkit.validate as v
+
+    monkeypatch.setattr(v, "PARALLEL_BATCH", 7)  # many batches, each handled by some worker
+    p = write(tmp_path / "t.jsonl", _mixed_rows())
+    results = {}
+    for workers in (0, 2):
+        clean, rejects = [], []
+        report = validate_file(str(p), clean.append, rejects.append, ValidateConfig(workers=workers),
+                               json_text=json_text)  # fmt: skip
+        if workers and json_text:
+            assert all(isinstance(c, str) for c in clean)
+            clean = [json.loads(c) for c in clean]
+        assert all(isinstance(c, dict) for c in clean)
+        results[workers] = (clean, rejects, report.reasons)
+    assert results[0] == results[2]
+    reasons = results[0][2]
+    assert {"unparseable", "too_few_negatives", "duplicate_query", "near_duplicate_query",
+            "negative_is_other_positive"} <= set(reasons)  # fmt: skip
+
+
+def test_cli_workers_option_matches_in_process_and_rejects_bad_values(tmp_path):
+    p = write(tmp_path / "t.jsonl", _mixed_rows())
+    outs = []
+    for w in ("0", "2"):
+        res = run_cli("validate", str(p), "--out", str(tmp_path / f"c{w}.jsonl"), "--rejects",
+                      str(tmp_path / f"r{w}.jsonl"), "--workers", w, "-q")  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        outs.append(((tmp_path / f"c{w}.jsonl").read_bytes(), (tmp_path / f"r{w}.jsonl").read_bytes()))
+    assert outs[0] == outs[1] and outs[0][0].count(b"\n") == 54  # 60 lines, 6 rejects
+    res = run_cli("validate", str(p), "--workers", "-1")
+    assert res.returncode == 2 and b"--workers" in res.stderr
