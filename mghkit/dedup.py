@@ -315,9 +315,10 @@ class LshIndex:
         if n == 0:
             return
         if self._n + n > len(self._ids):  # grow by a quarter, not double: memory tracks the count
-            extra = max(n, len(self._ids) // 4)
-            self._sigs = np.concatenate((self._sigs, np.zeros((extra, self._sigs.shape[1]), dtype=np.uint16)))
-            self._ids = np.concatenate((self._ids, np.zeros(extra, dtype=np.uint32)))
+            size = len(self._ids) + max(n, len(self._ids) // 4)
+            # in place (realloc, which can remap large blocks): no second copy alive while growing
+            self._sigs.resize((size, self._sigs.shape[1]), refcheck=False)
+            self._ids.resize(size, refcheck=False)
         slots = np.arange(self._n, self._n + n, dtype=np.uint32)
         self._sigs[slots] = sigs.astype(np.uint16)
         self._ids[slots] = np.asarray(ids, dtype=np.uint32)
