@@ -472,11 +472,13 @@ class LiteLLMClient:
         return [found.get(k) for k in keys]
 
     def recall_results(self, names: Sequence[str]) -> dict[str, str]:
-        """Results stored by ``store_results`` under these names (for this model), by name."""
+        """Results stored by ``store_results`` under these names (for this model), by name; each
+        counts as a cache hit."""
         if not self.cache:
             return {}
         keys = [self._result_key(n) for n in names]
         found = self.cache.get_results(keys)
+        self.stats.cache_hits += len(found)
         return {n: found[k] for n, k in zip(names, keys, strict=True) if k in found}
 
     def store_results(self, items: Sequence[tuple[str, str]]) -> None:
