@@ -78,11 +78,11 @@ def build(config: object, device: torch.device, setting: Setting, seq: int) -> o
     from transformers import AutoModel
 
     from mghkit.model.config import EncoderConfig
+    from mghkit.model.loading import set_attention
     from mghkit.model.tiny import tiny_tokenizer
     from mghkit.train.model import LoraSettings, make_trainable
 
-    config.is_causal = False  # type: ignore[attr-defined]  # bidirectional, as mghkit.model.loading sets it
-    config.sliding_window = None  # type: ignore[attr-defined]
+    set_attention(config, bidirectional=True)
     config.use_cache = False  # type: ignore[attr-defined]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)

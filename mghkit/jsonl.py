@@ -209,12 +209,13 @@ class JsonlWriter:
             else:
                 fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
                 self._fp = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._writer = jsonlines.Writer(self._fp, flush=self.mode == "append" or self.path == "-", dumps=dumps)
+        self._flush = self.mode == "append" or self.path == "-"
+        self._writer = jsonlines.Writer(self._fp, flush=self._flush, dumps=dumps)
 
     def write(self, record: BaseModel | dict[str, Any] | JsonText) -> None:
         if isinstance(record, JsonText):
             self._fp.write(record + "\n")
-            if self.mode == "append" or self.path == "-":
+            if self._flush:
                 self._fp.flush()
         else:
             self._writer.write(_to_obj(record))

@@ -34,7 +34,7 @@ import re
 import sqlite3
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -206,11 +206,7 @@ class ResponseCache:
         True
         """
         h = hashlib.sha256(json.dumps([model, params], sort_keys=True).encode("utf-8"))
-        for m in messages:
-            for part in (m.get("role") or "", m.get("content") or ""):
-                data = part.encode("utf-8")
-                h.update(len(data).to_bytes(8, "big"))
-                h.update(data)
+        _hash_messages(h, messages)
         return h.hexdigest()
 
     @staticmethod
@@ -232,11 +228,7 @@ class ResponseCache:
         for messages, seed in requests:
             h = head.copy()
             h.update(f"{seed}{right}".encode())
-            for m in messages:
-                for part in (m.get("role") or "", m.get("content") or ""):
-                    data = part.encode("utf-8")
-                    h.update(len(data).to_bytes(8, "big"))
-                    h.update(data)
+            _hash_messages(h, messages)
             keys.append(h.hexdigest())
         return keys
 
@@ -246,25 +238,22 @@ class ResponseCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         """The cached completions among ``keys`` (a batched lookup)."""
-        found: dict[str, Completion] = {}
-        for i in range(0, len(keys), 500):  # under SQLite's limit on bound parameters
+        return {key: _decode(value) for key, value in self._select("completions", keys)}
+
+    def _select(self, table: str, keys: Sequence[str]) -> Iterator[tuple[str, str]]:
+        """(key, value) of the rows of ``table`` among ``keys``, in chunks under SQLite's limit on
+        bound parameters."""
+        for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            sql = f"SELECT key, value FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, value in self._db.execute(sql, chunk):
-                found[key] = _decode(value)
-        return found
+            yield from self._db.execute(f"SELECT key, value FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk)  # fmt: skip
 
     def put(self, key: str, c: Completion) -> None:
         value = {"text": c.text, "usage": c.usage, "cost_usd": c.cost_usd, "finish_reason": c.finish_reason}
         self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_results(self, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            sql = f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update(self._db.execute(sql, chunk).fetchall())
-        return found
+        return dict(self._select("results", keys))
 
     def put_results(self, items: Sequence[tuple[str, str]]) -> None:
         with self._db:  # one transaction
@@ -273,6 +262,15 @@ class ResponseCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _hash_messages(h: Any, messages: Messages) -> None:
+    """Feed each message's role and content to ``h``, length-prefixed (unambiguous)."""
+    for m in messages:
+        for part in (m.get("role") or "", m.get("content") or ""):
+            data = part.encode("utf-8")
+            h.update(len(data).to_bytes(8, "big"))
+            h.update(data)
 
 
 def _decode(value: str) -> Completion:

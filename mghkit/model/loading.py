@@ -154,12 +154,7 @@ def load_model(
             f"{name}: model not found offline (use 'local', a model dir, or an id already in the HF cache)"
         ) from e
     if config.model_type in DECODER_TYPES or getattr(config, "is_decoder", False) or _is_causal_lm(config):
-        config.is_causal = not bidirectional
-        if hasattr(config, "sliding_window"):
-            config.sliding_window = None
-            config.use_sliding_window = False
-        if getattr(config, "layer_types", None):
-            config.layer_types = ["full_attention"] * len(config.layer_types)
+        set_attention(config, bidirectional)
     config.use_cache = False
     kwargs: dict[str, Any] = {"config": config, "local_files_only": True, "dtype": getattr(torch, dtype)}
     if attn_implementation:
@@ -179,6 +174,17 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return model, tokenizer, path
+
+
+def set_attention(config: Any, bidirectional: bool) -> None:
+    """A decoder config made bidirectional (or kept causal): ``is_causal``, and no sliding window
+    (Mistral/Qwen2), which would otherwise make the bidirectional mask a sliding one."""
+    config.is_causal = not bidirectional
+    if hasattr(config, "sliding_window"):
+        config.sliding_window = None
+        config.use_sliding_window = False
+    if getattr(config, "layer_types", None):
+        config.layer_types = ["full_attention"] * len(config.layer_types)
 
 
 def _is_causal_lm(config: Any) -> bool:

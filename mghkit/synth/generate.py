@@ -26,7 +26,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -209,8 +209,7 @@ class RequestParams:
 
     def key(self) -> str:
         """These parameters as canonical JSON (part of a record's cache name)."""
-        return dumps({"response_format": self.response_format, "temperature": self.temperature,
-                      "max_tokens": self.max_tokens})  # fmt: skip
+        return dumps(asdict(self))
 
 
 # ----------------------------------------------------------------------------- one job
@@ -273,30 +272,31 @@ def replay_cached(
         for job, name in zip(part, names, strict=True):
             value = kept.get(name)
             if value is None:
-                rest.append(job)
+                rest.append((job, name))
             else:
                 on_record(value[0] == "T", loads(value[1:]))
-        hits = lookup([(job.messages, request_seed(job.seed, job.id)) for job in rest],
+        hits = lookup([(job.messages, request_seed(job.seed, job.id)) for job, _ in rest],
                       response_format=params.response_format, temperature=params.temperature,
                       max_tokens=params.max_tokens)  # fmt: skip
         built = []
-        for job, hit in zip(rest, hits, strict=True):
+        for (job, name), hit in zip(rest, hits, strict=True):
             payload = None if hit is None else parse_triplet(hit.text, hit.finish_reason)[0]
             if hit is None or payload is None:
                 todo.append((job, hit))
                 continue
             record = make_triplet(job, payload, _meta(job, client, dict(hit.usage), hit.cost_usd, False))
-            built.append((job, True, record))
+            built.append((name, True, record))
             on_record(True, record)
-        keep_results(client, key, built)
+        keep_results(client, built)
     return todo
 
 
-def keep_results(client: LLMClient, key: str, done: list[tuple[Job, bool, dict[str, Any]]]) -> None:
-    """Keep finished records in the client's cache for ``replay_cached`` (when it has a cache)."""
+def keep_results(client: LLMClient, done: list[tuple[str, bool, dict[str, Any]]]) -> None:
+    """Keep finished records (result name, triplet or not, record) in the client's cache for
+    ``replay_cached`` (when it has a cache)."""
     store = getattr(client, "store_results", None)
     if store is not None and done:
-        store([(job.result_name(key), ("T" if ok else "R") + dumps(record)) for job, ok, record in done])
+        store([(name, ("T" if ok else "R") + dumps(record)) for name, ok, record in done])
 
 
 def make_triplet(job: Job, payload: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
@@ -393,7 +393,7 @@ async def agenerate(
                     continue
             streak = 0
             on_record(ok, result)
-            keep_results(client, key, [(job, ok, result)])
+            keep_results(client, [(job.result_name(key), ok, result)])
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     return stats
