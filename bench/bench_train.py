@@ -114,7 +114,7 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int) -> dict[
     from transformers import TrainerCallback
 
     from mghkit.model.loading import resolve_model_path
-    from mghkit.train.model import LORA_TARGETS
+    from mghkit.train.lora import LORA_TARGETS
 
     path = resolve_model_path(model)
     tf = Transformer(path, max_seq_length=maxlen)

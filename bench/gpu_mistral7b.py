@@ -80,7 +80,7 @@ def build(config: object, device: torch.device, setting: Setting, seq: int) -> o
     from mghkit.model.config import EncoderConfig
     from mghkit.model.loading import set_attention
     from mghkit.model.tiny import tiny_tokenizer
-    from mghkit.train.model import LoraSettings, make_trainable
+    from mghkit.train.lora import LoraSettings, make_trainable
 
     set_attention(config, bidirectional=True)
     config.use_cache = False  # type: ignore[attr-defined]
@@ -105,7 +105,7 @@ def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device:
                 profile: bool = False) -> dict[str, float]:  # fmt: skip
     from mghkit.train.gradcache import accumulate_backward, grad_cache_backward
     from mghkit.train.loss import info_nce
-    from mghkit.train.model import trainable_parameters
+    from mghkit.train.lora import trainable_parameters
 
     model = encoder.model  # type: ignore[attr-defined]
     params = trainable_parameters(model)

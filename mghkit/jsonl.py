@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,14 @@ except ImportError:  # pragma: no cover
 from pydantic import BaseModel, ValidationError
 
 from mghkit.errors import InputError, UsageError
+from mghkit.files import (  # noqa: F401 - check_distinct_outputs and write_text_atomic are re-exported
+    AtomicFile,
+    OutputLock,
+    check_distinct_outputs,
+    check_writable_path,
+    is_special,
+    write_text_atomic,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -185,31 +192,36 @@ class JsonlWriter:
 
     mode "atomic": write a temp file beside the target and rename it into place on success; on
     failure the temp file is removed and an existing target is left untouched.
-    mode "append": append to the target, flushing each line (after cutting off a partial last
+    mode "append": append to the target, flushing each line (after repairing a partial last
     line left by a crash), so a killed run leaves valid JSONL that a rerun can resume.
+    Either way a regular file is locked for the writer's life (a second process writing it
+    stops with a line naming the first), and a device or FIFO is written straight through.
     """
 
     def __init__(self, path: str | Path, *, mode: Literal["atomic", "append"] = "atomic") -> None:
         self.path = str(path)
         self.mode = mode
         self.count = 0
-        self._tmp: str | None = None
+        self._lock: OutputLock | None = None
+        self._atomic: AtomicFile | None = None
         self._fp: IO[str]
-        if self.path == "-":
-            self._fp = sys.stdout
+        if is_special(self.path):
+            self._atomic = AtomicFile(self.path)  # straight through
+            self._fp = self._atomic.fp
         else:
-            target = Path(self.path)
-            if target.is_dir():
-                raise UsageError(f"{target}: is a directory, expected an output file")
-            if not target.parent.exists():
-                raise UsageError(f"{target}: folder {target.parent} does not exist")
-            if mode == "append":
-                repair_tail(target)
-                self._fp = target.open("a", encoding="utf-8")
-            else:
-                fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-                self._fp = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._flush = self.mode == "append" or self.path == "-"
+            check_writable_path(self.path)
+            self._lock = OutputLock(self.path)
+            try:
+                if mode == "append":
+                    repair_tail(self.path)
+                    self._fp = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                else:
+                    self._atomic = AtomicFile(self.path)
+                    self._fp = self._atomic.fp
+            except BaseException:
+                self._lock.release()
+                raise
+        self._flush = self.mode == "append" or is_special(self.path)
         self._writer = jsonlines.Writer(self._fp, flush=self._flush, dumps=dumps)
 
     def write(self, record: BaseModel | dict[str, Any] | JsonText) -> None:
@@ -227,16 +239,17 @@ class JsonlWriter:
         return self.count
 
     def close(self, ok: bool = True) -> None:
-        if self.path == "-":
-            self._fp.flush()
-            return
-        self._fp.close()
-        if self._tmp is not None:
-            if ok:
-                os.replace(self._tmp, self.path)
-            else:
-                os.unlink(self._tmp)
-            self._tmp = None
+        try:
+            if self._atomic is not None:
+                if ok:
+                    self._atomic.commit()
+                else:
+                    self._atomic.abort()
+            elif not self._fp.closed:
+                self._fp.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -255,7 +268,8 @@ def dumps(obj: Any) -> str:
 
 
 def repair_tail(path: str | Path) -> int:
-    """Cut off an incomplete last line (no trailing newline), as a kill -9 may leave.
+    """Make a file that a kill -9 interrupted end on a complete line: a last line without its
+    newline is kept (newline added) when it parses as a JSON object, cut off otherwise.
     Returns the number of bytes removed."""
     p = Path(path)
     if not p.exists() or p.stat().st_size == 0:
@@ -277,43 +291,40 @@ def repair_tail(path: str | Path) -> int:
             pos -= step
         else:
             keep = 0
+        fp.seek(keep)
+        tail = fp.read()
+        if len(tail) <= MAX_LINE_BYTES:
+            try:
+                complete = isinstance(loads(tail), dict)
+            except ValueError:
+                complete = False
+            if complete:
+                fp.write(b"\n")
+                return 0
         fp.truncate(keep)
         return size - keep
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write one JSON document (e.g. a report) to ``path`` via a temp file and rename; ``-`` is stdout."""
-    text = json.dumps(obj, ensure_ascii=False, indent=2) + "\n"
-    if str(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    if target.is_dir() or not target.parent.exists():
-        raise UsageError(f"{target}: cannot write here (a directory, or its folder does not exist)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with open(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write one JSON document (e.g. a report) to ``path`` atomically; ``-`` is stdout."""
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-def check_distinct_outputs(source: str | Path, **outputs: str | Path | None) -> None:
-    """Refuse two outputs (or an output and the input) that name the same file or both stdout.
+def read_jsonl(path: str | Path, model: type[M] | None = None) -> list[Any]:
+    """All records of a JSONL file (``-``: stdin) as dicts, or as ``model`` instances (e.g.
+    :class:`~mghkit.schema.Triplet`). A bad line raises :class:`~mghkit.errors.InputError`
+    naming file, line and field."""
+    if model is not None:
+        return [record for _, record in read_records(path, model)]
+    out = []
+    for line in iter_lines(path):
+        if line.error:
+            raise InputError(line.error, path=display_name(path), line=line.lineno)
+        out.append(line.obj)
+    return out
 
-    >>> check_distinct_outputs("in.jsonl", out="-", rejects="-")
-    Traceback (most recent call last):
-    mghkit.errors.UsageError: --rejects -: same as --out; give each output its own file
-    """
-    seen: dict[str, str] = {} if str(source) == "-" else {str(Path(source).resolve()): "the input"}
-    for opt, value in outputs.items():
-        if not value:
-            continue
-        key = "-" if str(value) == "-" else str(Path(value).resolve())
-        name = "--" + opt.replace("_", "-")
-        if key in seen:
-            raise UsageError(f"{name} {value}: same as {seen[key]}; give each output its own file")
-        seen[key] = name
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write records to ``path`` atomically (``-``: stdout); returns how many were written."""
+    with JsonlWriter(path) as writer:
+        return writer.write_all(records)

@@ -1,6 +1,6 @@
 """The records that flow between commands, and the four similarity levels.
 
-One module owns the schema (no torch, no litellm). Every record has a stable id and, where a
+One module owns the schema (no torch, no litellm). ``stable_id`` lives in :mod:`mghkit.hashing`. Every record has a stable id and, where a
 model produced it, provenance in ``meta``.
 
     >>> t = Triplet.model_validate({"query": "q", "positive_example": "p",
@@ -14,10 +14,11 @@ model produced it, provenance in ``meta``.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mghkit.hashing import stable_id
 
 # Most similar first: the order of ``hard_negative_examples`` in every triplet file.
 LEVELS: tuple[str, ...] = ("high", "medium", "medium-low", "low")
@@ -26,16 +27,6 @@ LEVEL_RANK: dict[str, int] = {level: 4 - i for i, level in enumerate(LEVELS)}
 KINDS: tuple[str, ...] = ("short-long", "long-short", "long-long", "short-short", "sts")
 
 Kind = Literal["short-long", "long-short", "long-long", "short-short", "sts"]
-
-
-def stable_id(*parts: str, prefix: str = "", n: int = 16) -> str:
-    """A deterministic id from text parts (sha256, never Python's salted ``hash``).
-
-    >>> stable_id("a", "b", prefix="t-")
-    't-f04cdced9736a69d'
-    """
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-    return prefix + digest[:n]
 
 
 class Record(BaseModel):
@@ -113,3 +104,41 @@ class Example(Record):
     positive: str
     negative: str
     source_id: str | None = None
+
+
+class RejectReason(BaseModel):
+    """Why a record was rejected: a stable ``code`` (counted in reports), the field it concerns
+    (None for the whole record) and a human-readable detail."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    field: str | None = None
+    detail: str = ""
+
+
+class Reject(Record):
+    """A record that did not make it, from any stage: ``generate`` writes an LLM reply that stayed
+    unusable after its re-ask (``raw``, ``raw_reask``), ``validate`` a line that failed a check
+    (``file``, ``line``, the original ``record`` or, for an unparsable line, ``raw``). Both write
+    this one shape, so a rejects file can be read the same way whichever stage wrote it.
+
+    >>> r = Reject(stage="validate", id="t1", reasons=[RejectReason(code="duplicate_query", field="query")])
+    >>> r.codes()
+    ['duplicate_query']
+    """
+
+    stage: Literal["generate", "validate", "mine"]
+    id: str | None = None
+    reasons: list[RejectReason]
+    task_id: str | None = None
+    kind: str | None = None
+    file: str | None = None
+    line: int | None = None
+    record: dict[str, Any] | None = None
+    raw: str | None = None
+    raw_reask: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]

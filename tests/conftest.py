@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests never read ../shared and never touch the network."""
+"""Shared fixtures. Tests read nothing outside the repository and never touch the network."""
 
 from __future__ import annotations
 

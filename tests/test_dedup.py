@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mghkit.dedup import LshIndex, MinHasher, SortedKeys, dedup_key, near_identical, normalize_text
+from mghkit.validate.dedup import LshIndex, MinHasher, SortedKeys, dedup_key, near_identical, normalize_text
 
 
 @pytest.mark.parametrize(

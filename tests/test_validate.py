@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mghkit.errors import InputError
+import mghkit
+from mghkit.errors import InputError, UsageError
 from mghkit.jsonl import iter_lines
-from mghkit.levels import LevelStats
-from mghkit.validate import ValidateConfig, collect_positives, validate_file, validate_lines
+from mghkit.schema import Reject, Triplet
+from mghkit.validate import LevelStats, ValidateConfig, collect_positives, validate_file, validate_lines
 from tests.conftest import make_triplet, run_cli, run_main
 
 
@@ -155,10 +156,9 @@ def test_validate_file_report_and_strict(tmp_path):
     report = validate_file(str(p), clean.append, rejects.append)
     assert (report.total, report.clean, report.rejected) == (3, 1, 2)
     assert report.reasons == {"unparseable": 1, "duplicate_query": 1}
-    assert (
-        rejects[0]["line"] == 2 and rejects[0]["raw"] == "{oops" and rejects[0]["reasons"][0]["code"] == "unparseable"
-    )
-    assert rejects[1]["record"]["query"] == "good one"
+    assert all(isinstance(r, Reject) and r.stage == "validate" and r.file == str(p) for r in rejects)
+    assert rejects[0].line == 2 and rejects[0].raw == "{oops" and rejects[0].codes() == ["unparseable"]
+    assert rejects[1].record is not None and rejects[1].record["query"] == "good one" and rejects[1].raw is None
     seen = []
     with pytest.raises(InputError) as e:
         validate_file(str(p), seen.append, cfg=ValidateConfig(strict=True))
@@ -191,8 +191,8 @@ def test_level_check_rejects_a_negative_that_outscores_the_positive_and_reports_
     p = write(tmp_path / "t.jsonl", rows)
     stats, clean, rejects = LevelStats(), [], []
     report = validate_file(str(p), clean.append, rejects.append, embed=bow_embed, level_stats=stats)
-    assert [r["line"] for r in rejects] == [4]
-    assert rejects[0]["reasons"][0]["code"] == "negative_outscores_positive"
+    assert [r.line for r in rejects] == [4]
+    assert rejects[0].codes() == ["negative_outscores_positive"]
     lv = report.to_json()["levels"]
     assert lv["checked"] == 4
     assert lv["ordered_share"] == 0.75  # record 3 is mislabelled
@@ -280,7 +280,7 @@ def _mixed_rows() -> list:
 
 @pytest.mark.parametrize("json_text", [False, True])
 def test_worker_processes_give_the_same_output_as_in_process(tmp_path, monkeypatch, json_text):
-    import mghkit.validate as v
+    import mghkit.validate.parallel as v
 
     monkeypatch.setattr(v, "PARALLEL_BATCH", 7)  # many batches, each handled by some worker
     p = write(tmp_path / "t.jsonl", _mixed_rows())
@@ -295,6 +295,12 @@ def test_worker_processes_give_the_same_output_as_in_process(tmp_path, monkeypat
         assert all(isinstance(c, dict) for c in clean)
         results[workers] = (clean, rejects, report.reasons)
     assert results[0] == results[2]
+    files = {}
+    for workers in (0, 2):  # the front door writes byte-identical files either way
+        out, rej = tmp_path / f"c{workers}.jsonl", tmp_path / f"r{workers}.jsonl"
+        mghkit.validate_triplets(p, out=out, rejects=rej, workers=workers)
+        files[workers] = (out.read_bytes(), rej.read_bytes())
+    assert files[0] == files[2] and files[0][1].count(b"\n") == 6
     reasons = results[0][2]
     assert {"unparseable", "too_few_negatives", "duplicate_query", "near_duplicate_query",
             "negative_is_other_positive"} <= set(reasons)  # fmt: skip
@@ -311,3 +317,80 @@ def test_cli_workers_option_matches_in_process_and_rejects_bad_values(tmp_path):
     assert outs[0] == outs[1] and outs[0][0].count(b"\n") == 54  # 60 lines, 6 rejects
     res = run_cli("validate", str(p), "--workers", "-1")
     assert res.returncode == 2 and b"--workers" in res.stderr
+
+
+# ----------------------------------------------------------------------------- the front door
+def test_validate_triplets_in_memory_returns_typed_records_rejects_and_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written
+    rows = [
+        Triplet.model_validate(make_triplet("  How do  volcanoes form? ", 1)),  # a Triplet object
+        make_triplet("how do volcanoes form", 2),  # a dict: duplicate query of record 1
+        with_negs(3, ["a1 x", "b2 y", "c3 z"]),
+        "not a record",
+        make_triplet("why is the sea salty", 5, task_id="task-7", kind="short-long"),
+    ]
+    rows[2]["id"] = "trip-mine"
+    res = mghkit.validate_triplets(rows)
+    clean, rejects, report = res  # unpacks as the documented tuple
+    assert [type(t) for t in clean] == [Triplet, Triplet]
+    assert [t.query for t in clean] == ["How do volcanoes form?", "why is the sea salty"]
+    assert clean[1].task_id == "task-7" and clean[0].id == rows[0].id  # ids and provenance kept
+    assert [(r.line, r.codes()) for r in rejects] == [
+        (2, ["duplicate_query"]),
+        (3, ["too_few_negatives"]),
+        (4, ["unparseable"]),
+    ]
+    assert all(r.stage == "validate" and r.file is None for r in rejects)
+    assert rejects[1].id == "trip-mine" and rejects[1].record == rows[2] and rejects[1].raw is None
+    assert rejects[1].reasons[0].field == "hard_negative_examples" and "3 negatives" in rejects[1].reasons[0].detail
+    assert rejects[2].record is None and rejects[2].raw == "'not a record'"
+    assert (report.input, report.total, report.clean, report.rejected) == ("<records>", 5, 2, 3)
+    assert report.reasons == {"duplicate_query": 1, "too_few_negatives": 1, "unparseable": 1}
+    assert res.level_stats is None and list(tmp_path.iterdir()) == []
+
+
+def test_validate_triplets_through_a_path_in_memory_and_to_files(tmp_path):
+    rows = [make_triplet("good one", 1), "{oops", make_triplet("good one", 2), make_triplet("another", 3)]
+    p = write(tmp_path / "t.jsonl", rows)
+    clean, rejects, report = mghkit.validate_triplets(p)  # a Path; nothing written
+    assert [t.query for t in clean] == ["good one", "another"] and all(isinstance(t, Triplet) for t in clean)
+    assert [(r.file, r.line, r.codes()) for r in rejects] == [
+        (str(p), 2, ["unparseable"]),
+        (str(p), 3, ["duplicate_query"]),
+    ]
+    assert (report.input, report.total, report.clean, report.rejected) == (str(p), 4, 2, 2)
+    in_memory = mghkit.validate_triplets([make_triplet("good one", 1), make_triplet("good one", 2)])
+    assert in_memory.clean[0] == clean[0]  # the same record whichever way it came in
+
+    out, rej, rep = tmp_path / "c.jsonl", tmp_path / "r.jsonl", tmp_path / "rep.json"
+    res = mghkit.validate_triplets(str(p), out=out, rejects=rej, report=rep)
+    assert res.clean == [] and res.rejects == []  # streamed to the files, not held
+    assert [json.loads(x)["query"] for x in out.read_text().splitlines()] == ["good one", "another"]
+    written = [Reject.model_validate_json(x) for x in rej.read_text().splitlines()]
+    assert [(r.stage, r.file, r.line, r.codes()) for r in written] == [
+        (r.stage, r.file, r.line, r.codes()) for r in rejects
+    ]
+    assert json.loads(rep.read_text())["reasons"] == {"unparseable": 1, "duplicate_query": 1} == res.report.reasons
+
+    res = mghkit.validate_triplets(str(p), out=tmp_path / "c2.jsonl")  # rejects not written: held
+    assert res.clean == [] and [r.line for r in res.rejects] == [2, 3]
+    res = mghkit.validate_triplets(str(p), keep=False)  # counts only
+    assert (res.clean, res.rejects, res.report.rejected) == ([], [], 2)
+
+
+def test_validate_triplets_strict_options_and_the_level_check_in_memory(tmp_path):
+    rows = [make_triplet("good one", 1), with_negs(2, ["a1 x", "b2 y", "c3 z"])]
+    with pytest.raises(InputError, match=r"^<records>:2: hard_negative_examples: 3 negatives, need 4"):
+        mghkit.validate_triplets(rows, strict=True)
+    with pytest.raises(UsageError, match="thresholds"):
+        mghkit.validate_triplets(rows, dedup_threshold=0)
+    with pytest.raises(UsageError, match="--plot needs --check-levels"):
+        mghkit.validate_triplets(rows, plot=tmp_path / "x.png")
+    with pytest.raises(UsageError, match="a list of records"):
+        mghkit.validate_triplets(rows[0])
+    res = mghkit.validate_triplets([graded(1), graded(2), graded(4, pos_overlap=1)], check_levels=True,
+                                   embedder=bow_embed, plot=tmp_path / "l.png")  # fmt: skip
+    assert [r.line for r in res.rejects] == [3] and res.rejects[0].codes() == ["negative_outscores_positive"]
+    assert res.report.levels is not None and res.report.levels["checked"] == 3
+    assert res.level_stats is not None and len(res.level_stats.rows) == 3
+    assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"

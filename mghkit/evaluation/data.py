@@ -14,13 +14,13 @@ one ``InputError`` naming ``file:line: field`` (exit 2), never a traceback.
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mghkit.errors import InputError, UsageError
+from mghkit.hashing import seeded_hex
 from mghkit.jsonl import iter_lines
 
 
@@ -184,15 +184,6 @@ def read_sts(path: str | Path) -> StsData:
     return StsData(name=name, pairs=pairs, source=str(p))
 
 
-def rank_key(seed: int, item_id: str) -> str:
-    """A per-item sort key from (seed, id): the order subsets are drawn in.
-
-    >>> rank_key(0, "q1") == rank_key(0, "q1") != rank_key(1, "q1")
-    True
-    """
-    return hashlib.sha256(f"{seed}\x1f{item_id}".encode()).hexdigest()
-
-
 def subset_beir(data: BeirData, *, max_queries: int | None, max_docs: int | None, seed: int) -> BeirData:
     """Keep ``max_queries`` queries (seeded hash order) and a corpus of at most ``max_docs`` documents.
 
@@ -202,7 +193,7 @@ def subset_beir(data: BeirData, *, max_queries: int | None, max_docs: int | None
     """
     if max_queries is None and max_docs is None:
         return data
-    qids = sorted(data.queries, key=lambda q: rank_key(seed, q))
+    qids = sorted(data.queries, key=lambda q: seeded_hex(seed, q))
     if max_queries is not None:
         qids = sorted(qids[:max_queries], key=list(data.queries).index)
     qrels = {q: data.qrels[q] for q in qids}
@@ -214,7 +205,7 @@ def subset_beir(data: BeirData, *, max_queries: int | None, max_docs: int | None
     elif max_docs < len(needed):
         notes.append(f"--max-docs {max_docs} < {len(needed)} judged documents of the kept queries: kept those")
     else:
-        others = sorted((d for d in data.corpus if d not in keep), key=lambda d: rank_key(seed, d))
+        others = sorted((d for d in data.corpus if d not in keep), key=lambda d: seeded_hex(seed, d))
         keep.update(others[: max_docs - len(needed)])
     corpus = {d: v for d, v in data.corpus.items() if d in keep}
     notes.append(
@@ -227,7 +218,7 @@ def subset_sts(data: StsData, *, max_pairs: int | None, seed: int) -> StsData:
     """Keep ``max_pairs`` pairs chosen in seeded hash order (file order preserved)."""
     if max_pairs is None or max_pairs >= len(data.pairs):
         return data
-    idx = sorted(range(len(data.pairs)), key=lambda i: rank_key(seed, str(i)))[:max_pairs]
+    idx = sorted(range(len(data.pairs)), key=lambda i: seeded_hex(seed, str(i)))[:max_pairs]
     pairs = [data.pairs[i] for i in sorted(idx)]
     notes = [*data.notes, f"subset: {len(pairs)}/{len(data.pairs)} pairs, seed {seed}"]
     return StsData(data.name, pairs, data.source, notes)

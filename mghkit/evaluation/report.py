@@ -1,21 +1,55 @@
-"""Show and save a run's report: the comparison table (stderr) and the JSON file.
+"""The result of a run (``EvalReport``), its comparison tables and its JSON file.
 
 The first table has one row per model/pooling/baseline and one column per task (its main score),
 the mean over tasks when there are several, and what encoding cost; the second has one row per
 task and model with more metrics (nDCG/MRR/recall at 10 and recall at 100 for retrieval, Spearman
-and Pearson for STS). The best score of each column (per task) is bold.
+and Pearson for STS). The best score of each column (per task) is bold. ``tables`` only builds
+rich renderables; the caller prints them.
+
+    >>> r = EvalReport(tasks=[{"name": "t", "type": "sts", "main_score": "cosine_spearman"}],
+    ...                rows=[{"label": "m", "results": {"t": {"main_score": 0.5}}}])
+    >>> r.scores()
+    {'m': {'t': 0.5}}
+    >>> r.to_dict()["rows"][0]["label"]
+    'm'
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mghkit.errors import UsageError
+from mghkit.jsonl import write_json_atomic
+
+
+@dataclass
+class EvalReport:
+    """What ``mghkit.evaluate`` returns: the tasks, one row per model/pooling/baseline, the settings
+    and library versions; ``rows[i]["results"][task]["main_score"]`` is a table cell."""
+
+    versions: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Main scores: {row label: {task name: score}}."""
+        return {r["label"]: {t: v["main_score"] for t, v in r["results"].items()} for r in self.rows}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON report to ``path`` atomically (``-``: stdout); a failed write keeps the old file."""
+        check_out(path)
+        write_json_atomic(path, self.to_dict())
+
 
 SHORT = {
     "ndcg_at_10": "nDCG@10",
@@ -52,15 +86,14 @@ def _cell(value: float | None, best: float | None) -> str:
     return f"[bold]{text}[/bold]" if best is not None and value == best and value > 0 else text
 
 
-def render_table(report: dict[str, Any], console: Any) -> None:
-    """Print the comparison tables with rich on ``console`` (stderr in the CLI)."""
+def tables(report: EvalReport) -> list[Any]:
+    """The comparison tables as rich renderables (none when there is no row)."""
     from rich.markup import escape
     from rich.table import Table
 
-    tasks = report["tasks"]
-    rows = report["rows"]
+    tasks, rows = report.tasks, report.rows
     if not rows:
-        return
+        return []
     main = Table(title="mghkit eval: main scores", title_justify="left")
     main.add_column("model [pooling]")
     for t in tasks:
@@ -84,11 +117,9 @@ def render_table(report: dict[str, Any], console: Any) -> None:
             f"{rate:.1f}" if rate else "-",
         ]
         main.add_row(escape(r["label"]), *cells)
-    console.print(main)
-
     metrics = list(dict.fromkeys(m for t in tasks for m in DETAIL.get(t["type"].lower(), (t["main_score"],))))
     if len(metrics) <= 1:
-        return  # nothing beyond the main table
+        return [main]  # nothing beyond the main table
     detail = Table(title="more metrics", title_justify="left")
     detail.add_column("task")
     detail.add_column("model [pooling]")
@@ -104,7 +135,7 @@ def render_table(report: dict[str, Any], console: Any) -> None:
                 *(_cell(x, b) for x, b in zip(g, col_best, strict=True)),
             )
         detail.add_section()
-    console.print(detail)
+    return [main, detail]
 
 
 def _metric(row: dict[str, Any], task: str, metric: str) -> float | None:
@@ -115,31 +146,12 @@ def _metric(row: dict[str, Any], task: str, metric: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def check_out(out: str) -> None:
+def check_out(out: str | Path) -> None:
     """Fail before any work when ``out`` cannot be written (a dir, or a missing folder)."""
-    if out == "-":
+    if str(out) == "-":
         return
     target = Path(out)
     if target.is_dir():
         raise UsageError(f"{target}: is a directory, expected an output file")
     if not target.parent.exists():
         raise UsageError(f"{target}: folder {target.parent} does not exist")
-
-
-def write_json(report: dict[str, Any], out: str) -> None:
-    """Write the report to ``out`` (``-``: stdout) atomically: a failed write leaves the old file."""
-    text = json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
-    if out == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    check_out(out)
-    target = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

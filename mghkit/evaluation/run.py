@@ -1,11 +1,16 @@
-"""One evaluation run: tasks x rows (models, poolings, baselines), scored by mteb, as one report.
+"""``mghkit.evaluate``: tasks x rows (models, poolings, baselines), scored by mteb, as one report.
 
-A notebook calls :func:`run_eval` with an :class:`EvalSpec`; the CLI only fills the spec in.
+The CLI's ``eval`` calls exactly this function and prints the tables; a notebook passes model
+names or loaded objects::
 
-    spec = EvalSpec(models=["local", "minilm"], poolings=["mean", "ata"], baselines=["bm25"],
-                    max_queries=50, max_docs=200, max_pairs=200, max_length=128)
-    report = run_eval(spec)            # a JSON-able dict: settings, versions, tasks, rows
-    render_table(report, Console(stderr=True))
+    import mghkit
+    enc = mghkit.load_encoder("runs/x")
+    report = mghkit.evaluate([enc, "minilm"], poolings=["mean", "ata"], baselines=["bm25"],
+                             max_queries=50, max_docs=200, max_pairs=200, max_length=128)
+    report.scores()        # {row label: {task: main score}}
+    report.rows            # one dict per row: every metric, encoding cost, settings
+
+Progress lines go to the ``mghkit.evaluation`` loggers (the CLI prints them on stderr).
 """
 
 from __future__ import annotations
@@ -13,191 +18,181 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from mghkit.errors import UsageError
-from mghkit.evaluation.data import BeirData, StsData, read_beir, read_sts, subset_beir, subset_sts
-from mghkit.paths import bundled_eval_dir, cache_dir
+from mghkit.evaluation.report import EvalReport, check_out
+from mghkit.evaluation.spec import DEFAULT_STS_INSTRUCTION, EvalSpec, build_tasks, read_local
+from mghkit.paths import cache_dir as cache_root
 
-DEFAULT_RETRIEVAL_INSTRUCTION = "Given a query, retrieve relevant documents that answer the query"
-DEFAULT_STS_INSTRUCTION = "Retrieve semantically similar text."
-BUNDLED_INSTRUCTIONS = {  # task-specific query instructions for the bundled suite (E5 style)
-    "manpages-retrieval": "Given a one-line summary of a Linux function, file or concept, "
-    "retrieve the manual page that describes it",
-}
-BASELINES = ("bm25",)
+log = logging.getLogger(__name__)
+
+__all__ = ["EvalReport", "EvalSpec", "evaluate"]
 
 
-@dataclass
-class EvalSpec:
-    """Everything one run needs. With no task option (beir, sts, tasks, benchmark) the bundled suite runs."""
+def evaluate(
+    models: Any = None,
+    *,
+    beir: Sequence[str | Path] | str | Path = (),
+    sts: Sequence[str | Path] | str | Path = (),
+    tasks: Sequence[str] | str = (),
+    benchmark: str | None = None,
+    poolings: Sequence[str] | str | None = None,
+    baselines: Sequence[str] | str = (),
+    out: str | Path | None = None,
+    instruction: str | None = None,
+    sts_instruction: str | None = DEFAULT_STS_INSTRUCTION,
+    max_length: int | None = None,
+    batch_size: int = 8,
+    max_queries: int | None = None,
+    max_docs: int | None = None,
+    max_pairs: int | None = None,
+    seed: int = 0,
+    causal: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+) -> EvalReport:
+    """Evaluate embedders on local BEIR / STS data and MTEB tasks (scored by mteb), one row each.
 
-    models: list[str] = field(default_factory=lambda: ["local"])
-    poolings: list[str] | None = None  # None: each model's own (a run dir's saved pooling, else the default)
-    beir: list[str] = field(default_factory=list)
-    sts: list[str] = field(default_factory=list)
-    tasks: list[str] = field(default_factory=list)
-    benchmark: str | None = None
-    baselines: list[str] = field(default_factory=list)
-    instruction: str | None = None  # query instruction for retrieval; None: per task default; "": none
-    sts_instruction: str | None = DEFAULT_STS_INSTRUCTION  # applied to both sides of STS pairs; "": none
-    max_length: int | None = None
-    batch_size: int = 8
-    seed: int = 0
-    causal: bool = False
-    dtype: str | None = None
-    max_queries: int | None = None
-    max_docs: int | None = None
-    max_pairs: int | None = None
-    device: str | None = None  # torch device for the models, e.g. "cuda" (default: CPU)
-    threads: int | None = None  # torch CPU threads (None: torch's default); 1 helps on a busy machine
-    cache: bool = True
-    cache_dir: str | None = None  # the mghkit cache root (default $MGHKIT_CACHE_DIR or ~/.cache/mghkit)
+    ``models``: one model or a list; each a name (``local``, ``minilm``, a run dir, a HF id or
+    dir, a sentence-transformers dir), an ``mghkit.Encoder`` or a ``SentenceTransformer`` object
+    (used as loaded: ``device`` and ``dtype`` apply to models given by name). None: ``local``.
+    ``poolings`` compares several poolings of each mghkit encoder (one forward pass serves them
+    all); ``baselines=["bm25"]`` adds the lexical baseline on retrieval tasks. With no task
+    option the bundled offline suite runs. ``max_queries`` / ``max_docs`` / ``max_pairs`` cut
+    deterministic subsets (``seed``). ``instruction``: the query instruction for retrieval (None:
+    per task; "": none). ``cache``: the on-disk embedding cache under ``cache_dir``. ``out``:
+    also write the JSON report there after every row (``-``: stdout, once at the end).
 
-    @property
-    def bundled(self) -> bool:
-        return not (self.beir or self.sts or self.tasks or self.benchmark)
+    BM25 on a subset of the bundled suite (no model needed):
 
-    def check(self) -> None:
-        for name in ("max_queries", "max_docs", "batch_size", "max_length", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if self.max_pairs is not None and self.max_pairs < 2:
-            raise UsageError(f"--max-pairs must be >= 2 (a correlation needs two pairs), got {self.max_pairs}")
-        for b in self.baselines:
-            if b not in BASELINES:
-                raise UsageError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES)})")
-        if self.poolings is not None:
-            from mghkit.model.config import POOLINGS, check_choice
-
-            for p in self.poolings:
-                check_choice("pooling", p, POOLINGS)
-        if not self.models and not self.baselines:
-            raise UsageError("nothing to evaluate: give --model or --baseline")
-        from mghkit.evaluation.models import MINILM, is_sentence_transformers_dir
-        from mghkit.model import loading
-
-        for m in self.models:  # a mistyped model fails now, not after the first model's rows
-            if (
-                m not in (loading.LOCAL_NAME, MINILM)
-                and not loading.is_run_dir(m)
-                and not is_sentence_transformers_dir(m)
-            ):
-                loading.resolve_model_path(m)
-
-
-def read_local(spec: EvalSpec) -> tuple[list[BeirData], list[StsData]]:
-    """Read and check the local data (the bundled suite when no task option is given); no mteb needed."""
-    beir_dirs, sts_files = list(spec.beir), list(spec.sts)
-    if spec.bundled:
-        root = bundled_eval_dir()
-        beir_dirs, sts_files = [str(root / "manpages-retrieval")], [str(root / "simlex999-sts" / "test.jsonl")]
-    beir = [
-        subset_beir(read_beir(d), max_queries=spec.max_queries, max_docs=spec.max_docs, seed=spec.seed)
-        for d in beir_dirs
-    ]
-    sts = [subset_sts(read_sts(f), max_pairs=spec.max_pairs, seed=spec.seed) for f in sts_files]
-    seen: dict[str, int] = {}
-    everything: list[BeirData | StsData] = [*beir, *sts]
-    for data in everything:  # two dirs with the same base name get distinct task names
-        seen[data.name] = seen.get(data.name, 0) + 1
-        if seen[data.name] > 1:
-            data.name = f"{data.name}-{seen[data.name]}"
-    return beir, sts
-
-
-def build_tasks(spec: EvalSpec, beir: list[BeirData], sts: list[StsData]) -> list[Any]:
-    """The run's tasks (mghkit EvalTask) with their instructions; MTEB tasks' data loaded (fails early)."""
-    from mghkit.evaluation.tasks import beir_task, load_task_data, mteb_tasks, sts_task
-
-    tasks = []
-    for data in beir:
-        default = BUNDLED_INSTRUCTIONS.get(data.name) if spec.bundled else None
-        tasks.append(beir_task(data, instruction=_pick(spec.instruction, default), seed=spec.seed))
-    for pairs in sts:
-        t = sts_task(pairs, seed=spec.seed)
-        t.instruction = spec.sts_instruction or None
-        tasks.append(t)
-    for t in mteb_tasks(spec.tasks, spec.benchmark):
-        prompt = t.task.metadata.prompt
-        own = prompt if isinstance(prompt, str) else (prompt or {}).get("query")
-        if t.is_retrieval:
-            t.instruction = _pick(spec.instruction, own)
-        elif t.kind.upper() == "STS":
-            t.instruction = spec.sts_instruction or None
-        else:
-            t.instruction = own
-        tasks.append(t)
-    for t in tasks:
-        load_task_data(t)
-    return tasks
-
-
-def _pick(given: str | None, default: str | None) -> str | None:
-    if given is not None:
-        return given or None
-    return default or DEFAULT_RETRIEVAL_INSTRUCTION
-
-
-def quiet_libraries() -> None:
-    """Progress bars and INFO logs of mteb/datasets/transformers off: stderr is for mghkit's own lines."""
-    for name in ("mteb", "datasets", "sentence_transformers", "transformers", "huggingface_hub", "bitsandbytes"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def load_rows(model: str, spec: EvalSpec, cache: Any, log: Callable[[str], None]) -> list[Any]:
-    """The rows of one model: one per pooling for a decoder, one for a sentence-transformers model."""
-    from mghkit.evaluation.encoder_adapter import CachedEncoder
-    from mghkit.evaluation.models import (
-        DecoderGroup,
-        PooledDecoder,
-        Row,
-        SentenceTransformerEncoder,
-        is_sentence_transformers_dir,
+    >>> report = evaluate([], baselines=["bm25"], max_queries=5, max_docs=20, max_pairs=4)
+    >>> [t["name"] for t in report.tasks], list(report.scores())
+    (['manpages-retrieval', 'simlex999-sts'], ['bm25'])
+    >>> 0 < report.scores()["bm25"]["manpages-retrieval"] <= 1
+    True
+    """
+    given = models is not None
+    spec = EvalSpec(
+        models=_as_list(models) if given else ["local"],
+        poolings=_as_list(poolings) or None,
+        beir=[str(x) for x in _as_list(beir)],
+        sts=[str(x) for x in _as_list(sts)],
+        tasks=_as_list(tasks),
+        benchmark=benchmark,
+        baselines=_as_list(baselines),
+        instruction=instruction,
+        sts_instruction=sts_instruction,
+        max_length=max_length,
+        batch_size=batch_size,
+        seed=seed,
+        causal=causal,
+        dtype=dtype,
+        max_queries=max_queries,
+        max_docs=max_docs,
+        max_pairs=max_pairs,
+        device=device,
+        cache=cache,
+        cache_dir=str(cache_dir) if cache_dir else None,
     )
+    spec.check()
+    if out is not None:
+        check_out(out)
+    beir_data, sts_data = read_local(spec)  # bad local data fails here, before mteb or a model is loaded
+    if not given:
+        log.info("no model given: using `local` (the embedded SmolLM2-135M decoder)")
+    if spec.bundled:
+        log.info("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
+    import mteb
+    import torch
 
-    t0 = time.perf_counter()
-    if is_sentence_transformers_dir(model):
-        if spec.poolings:
-            log(f"note: --pooling does not apply to the sentence-transformers model {model}; it uses its own")
-        st = SentenceTransformerEncoder(
-            model, max_length=spec.max_length, batch_size=spec.batch_size, device=spec.device or "cpu"
-        )
-        info = {"dtype": "float32", "max_length": st.max_length, "load_seconds": round(time.perf_counter() - t0, 2)}
-        return [Row(model, model, "own", "sentence-transformers", CachedEncoder(st, cache), info)]
-    from mghkit.model.encoder import load_encoder
+    from mghkit.evaluation.cache import EmbeddingCache
 
-    enc = load_encoder(model, causal=spec.causal if spec.causal else None, max_length=spec.max_length, dtype=spec.dtype)
-    if spec.device:
-        enc.model.to(spec.device)
-    poolings = spec.poolings or [enc.config.pooling]
-    group = DecoderGroup(enc, model, poolings, batch_size=spec.batch_size, cache=cache)
-    info = {
-        "dtype": enc.config.dtype,
-        "max_length": enc.config.max_length,
-        "bidirectional": enc.config.bidirectional,
-        "base_model": enc.config.base_model,
-        "load_seconds": round(time.perf_counter() - t0, 2),
+    run_tasks = build_tasks(spec, beir_data, sts_data)
+    for t in run_tasks:
+        log.info("task %s: %s (%s)%s", t.name, t.size or t.source, t.main_score, "".join(f"; {n}" for n in t.notes))
+    cache_path = cache_root(spec.cache_dir) / "eval" / "embeddings.sqlite3"
+    labels = _labels(spec.models)
+    settings = {**spec.to_dict(labels), "cache_file": str(cache_path) if spec.cache else None}
+    settings["torch_threads"] = torch.get_num_threads()
+    report = EvalReport(versions=versions(), settings=settings, tasks=[_task_entry(t) for t in run_tasks])
+    store = EmbeddingCache(cache_path if spec.cache else ":memory:")
+    unique: dict[Any, tuple[Any, str]] = {}
+    for m, label in zip(spec.models, labels, strict=True):
+        unique.setdefault(_key(m), (m, label))
+    try:
+        with torch.random.fork_rng(devices=[]):  # deterministic; the caller's random state is left as it was
+            torch.default_generator.manual_seed(spec.seed)
+            for model, label in unique.values():
+                from mghkit.evaluation.models import load_rows
+
+                for row in load_rows(model, label, spec, store):
+                    try:
+                        _evaluate_row(mteb, row, run_tasks, spec.batch_size, report)
+                    finally:
+                        row.encoder.close()
+                    _save(report, out)
+            for b in dict.fromkeys(spec.baselines):
+                from mghkit.evaluation.bm25 import BM25Search
+                from mghkit.evaluation.models import Row
+
+                row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
+                _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report)
+                _save(report, out)
+    finally:
+        store.close()
+    if out is not None and str(out) == "-":
+        report.save(out)
+    return report
+
+
+def _as_list(value: Any) -> list[Any]:
+    """One value or a list/tuple of them, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _key(model: Any) -> Any:
+    """Models given twice run once: the same name, or the same object."""
+    return model if isinstance(model, str) else id(model)
+
+
+def _labels(models: list[Any]) -> list[str]:
+    """Row labels: a name as given, an object's name; distinct objects with one name get #2, #3."""
+    from mghkit.evaluation.models import model_label
+
+    seen: dict[str, list[Any]] = {}
+    out = []
+    for m in models:
+        label = model_label(m)
+        same = seen.setdefault(label, [])
+        if not any(_key(x) == _key(m) for x in same):
+            same.append(m)
+        n = next(i for i, x in enumerate(same) if _key(x) == _key(m))
+        out.append(label if n == 0 else f"{label}#{n + 1}")
+    return out
+
+
+def _save(report: EvalReport, out: str | Path | None) -> None:
+    if out is not None and str(out) != "-":
+        report.save(out)  # after every row: an interrupted run keeps what it finished
+
+
+def _task_entry(t: Any) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "type": t.kind,
+        "main_score": t.main_score,
+        "source": t.source,
+        "size": t.size,
+        "instruction": t.instruction,
+        "notes": list(t.notes),
     }
-    rows = []
-    for p in poolings:
-        label = f"{model} [{p}]" if len(poolings) > 1 or spec.poolings else model
-        rows.append(Row(label, model, p, "decoder", CachedEncoder(PooledDecoder(group, p), cache), dict(info)))
-    return rows
 
 
 def versions() -> dict[str, str]:
@@ -210,81 +205,10 @@ def versions() -> dict[str, str]:
     return out
 
 
-def run_eval(
-    spec: EvalSpec,
-    *,
-    log: Callable[[str], None] = lambda s: None,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Run every row on every task; returns the report (``on_row(report)`` after each row, for saving)."""
-    spec.check()
-    beir, sts = read_local(spec)  # bad local data fails here, before mteb or a model is loaded
-    if spec.bundled:
-        log("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
-    quiet_libraries()
-    from mghkit.evaluation.cache import EmbeddingCache
-    from mghkit.evaluation.tasks import import_mteb
-
-    mteb = import_mteb()
-    import torch
-
-    torch.manual_seed(spec.seed)
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    tasks = build_tasks(spec, beir, sts)
-    for t in tasks:
-        log(f"task {t.name}: {t.size or t.source} ({t.main_score})" + "".join(f"; {n}" for n in t.notes))
-    cache_path = cache_dir(spec.cache_dir) / "eval" / "embeddings.sqlite3"
-    cache = EmbeddingCache(cache_path if spec.cache else ":memory:")
-    report: dict[str, Any] = {
-        "versions": versions(),
-        "settings": {**asdict(spec), "cache_file": str(cache_path) if spec.cache else None},
-        "tasks": [
-            {
-                "name": t.name,
-                "type": t.kind,
-                "main_score": t.main_score,
-                "source": t.source,
-                "size": t.size,
-                "instruction": t.instruction,
-                "notes": list(t.notes),
-            }
-            for t in tasks
-        ],
-        "rows": [],
-    }
-    by_name = {t.name: t for t in tasks}
-    encode_kwargs = {"batch_size": spec.batch_size, "show_progress_bar": False}
-    try:
-        for model in dict.fromkeys(spec.models):
-            for row in load_rows(model, spec, cache, log):
-                _evaluate_row(mteb, row, tasks, by_name, encode_kwargs, report, log)
-                if on_row:
-                    on_row(report)
-        for b in dict.fromkeys(spec.baselines):
-            from mghkit.evaluation.bm25 import BM25Search
-            from mghkit.evaluation.models import Row
-
-            row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
-            _evaluate_row(mteb, row, [t for t in tasks if t.is_retrieval], by_name, encode_kwargs, report, log)
-            if on_row:
-                on_row(report)
-    finally:
-        cache.close()
-    return report
-
-
-def _evaluate_row(
-    mteb: Any,
-    row: Any,
-    tasks: list[Any],
-    by_name: dict[str, Any],
-    encode_kwargs: dict[str, Any],
-    report: dict[str, Any],
-    log: Callable[[str], None],
-) -> None:
+def _evaluate_row(mteb: Any, row: Any, tasks: list[Any], batch_size: int, report: EvalReport) -> None:
     from mghkit.evaluation.encoder_adapter import make_mteb_encoder
 
+    by_name = {t.name: t for t in tasks}
     if row.kind == "bm25":
         model = row.encoder
     else:
@@ -303,7 +227,7 @@ def _evaluate_row(
             model,
             t.task,
             cache=None,
-            encode_kwargs=dict(encode_kwargs),
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
             show_progress_bar=False,
             overwrite_strategy="always",
             raise_error=True,
@@ -312,16 +236,10 @@ def _evaluate_row(
         main = float(tr.get_score())
         secs = time.perf_counter() - t0
         results[t.name] = {"main_score": main, "metric": t.main_score, "seconds": round(secs, 2), "scores": tr.scores}
-        log(f"{row.label} on {t.name}: {t.main_score} {main:.4f} ({secs:.1f} s)")
-    entry = {
-        "label": row.label,
-        "model": row.model,
-        "pooling": row.pooling,
-        "kind": row.kind,
-        **row.info,
-        "results": results,
-    }
+        log.info("%s on %s: %s %.4f (%.1f s)", row.label, t.name, t.main_score, main, secs)
+    entry = {"label": row.label, "model": row.model, "pooling": row.pooling, "kind": row.kind, **row.info,
+             "results": results}  # fmt: skip
     if row.kind != "bm25":
         entry["identity"] = row.encoder.identity
         entry["encoding"] = row.encoder.stats.as_dict()
-    report["rows"].append(entry)
+    report.rows.append(entry)

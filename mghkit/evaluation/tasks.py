@@ -3,6 +3,9 @@
 A local BEIR dir becomes an ``AbsTaskRetrieval`` (main score nDCG@10), an STS file an
 ``AbsTaskSTS`` (main score cosine Spearman); both override ``load_data`` with the records read by
 :mod:`mghkit.evaluation.data`, as mteb's own mock tasks do.
+
+``import mteb`` creates its result cache dir (``$MTEB_CACHE``, default ``~/.cache/mteb``); runs
+here never write results there (``cache=None``). The CLI points it under mghkit's cache dir.
 """
 
 from __future__ import annotations
@@ -14,15 +17,6 @@ from typing import Any
 
 from mghkit.errors import RuntimeFailure, UsageError
 from mghkit.evaluation.data import BeirData, StsData
-from mghkit.paths import cache_dir
-
-
-def import_mteb() -> Any:
-    """Import mteb with its result cache under mghkit's cache dir (not ~/.cache/mteb)."""
-    os.environ.setdefault("MTEB_CACHE", str(cache_dir() / "mteb"))
-    import mteb
-
-    return mteb
 
 
 @dataclass
@@ -73,7 +67,6 @@ def _task_name(name: str) -> str:
 
 def beir_task(data: BeirData, *, instruction: str | None, seed: int = 42) -> EvalTask:
     """A local BEIR set as an mteb retrieval task."""
-    import_mteb()
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
@@ -110,7 +103,6 @@ def beir_task(data: BeirData, *, instruction: str | None, seed: int = 42) -> Eva
 
 def sts_task(data: StsData, *, seed: int = 42) -> EvalTask:
     """A local STS file as an mteb STS task (scores normalised by the file's own range)."""
-    import_mteb()
     from datasets import Dataset, DatasetDict
     from mteb.abstasks.sts import AbsTaskSTS
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -135,7 +127,8 @@ def sts_task(data: StsData, *, seed: int = 42) -> EvalTask:
 
 def mteb_tasks(names: list[str], benchmark: str | None) -> list[EvalTask]:
     """MTEB tasks by name and/or a benchmark's tasks; an unknown name is a usage error (exit 2)."""
-    mteb = import_mteb()
+    import mteb
+
     found: list[Any] = []
     if benchmark:
         try:

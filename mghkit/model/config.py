@@ -6,12 +6,12 @@ Saved as ``mghkit_model.json`` in a run dir, beside ``adapter/`` (peft LoRA weig
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mghkit.errors import UsageError
+from mghkit.jsonl import write_json_atomic
 
 POOLINGS = ("ata", "mean", "last", "weighted-mean")
 ATA_DIRECTIONS = ("received", "given")
@@ -32,7 +32,7 @@ class EncoderConfig:
 
     base_model: str = "local"
     pooling: str = "mean"  # decided in docs/ata.md (untrained: mean > ATA; revisit with trained figures)
-    ata_direction: str = "received"  # "received" = column sums, "given" = row sums (METHOD.md section 3)
+    ata_direction: str = "received"  # "received" = column sums, "given" = row sums (docs/method.md section 3)
     ata_sign: str = "positive"  # "positive": sum max(0, log((K+1)a)); "literal": the formula as given
     bidirectional: bool = True
     query_format: str = QUERY_FORMAT
@@ -69,7 +69,7 @@ class EncoderConfig:
         if file.is_dir() or not file.suffix:
             file.mkdir(parents=True, exist_ok=True)
             file = file / "mghkit_model.json"
-        file.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(file, self.to_dict())
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

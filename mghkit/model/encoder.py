@@ -2,8 +2,9 @@
 
     enc = load_encoder("local")                       # embedded SmolLM2-135M, bidirectional
     q = enc.encode(["sodium latin name"], instruction="Given a question, retrieve passages that answer it")
-    d = enc.encode(["Sodium is natrium in Latin."])   # documents: no instruction
-    (q @ d.T).item()                                  # cosine (encode normalises by default)
+    d = enc.encode(["Sodium is natrium in Latin."])   # documents: no instruction; numpy [1, D]
+    float(q @ d.T)                                    # cosine (encode normalises by default)
+    enc.encode(["sodium"], pooling="ata")             # another pooling, same weights
 
 Token layout of one text: [tokenizer prefix specials, e.g. BOS] + [instruction prefix] + text +
 [instruction suffix] + [tokenizer suffix specials] + [EOS if ``config.add_eos``]. The instruction
@@ -14,17 +15,18 @@ right padding give the same vectors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mghkit.errors import UsageError
 from mghkit.model import loading
 from mghkit.model.attention import LastLayerAttention
-from mghkit.model.config import EncoderConfig
+from mghkit.model.config import POOLINGS, EncoderConfig, check_choice
 from mghkit.model.pooling import pool, pooling_weights
 
 __all__ = ["Encoder", "EncoderConfig", "load_encoder"]
@@ -33,10 +35,12 @@ Features = tuple[list[int], list[int]]  # (token ids, pool flags)
 
 
 class Encoder:
-    """A model + tokenizer + EncoderConfig. ``encode`` for inference, ``embed`` for training."""
+    """A model + tokenizer + EncoderConfig. ``encode`` for inference (numpy), ``embed`` for training
+    (a differentiable tensor). ``name`` labels it in reports (default: the config's base model)."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: EncoderConfig) -> None:
+    def __init__(self, model: Any, tokenizer: Any, config: EncoderConfig, name: str | None = None) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.name = name or config.base_model
         self._specials = _special_layout(tokenizer)
         self._eos = [tokenizer.eos_token_id] if config.add_eos and tokenizer.eos_token_id is not None else []
         if self._eos and self._specials[1][-1:] == self._eos:
@@ -137,29 +141,61 @@ class Encoder:
         vec = pool(out["hidden"], self.weights(out).to(out["hidden"].dtype)).float()
         return torch.nn.functional.normalize(vec, dim=-1) if normalize else vec
 
-    @torch.no_grad()
     def encode(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
+        *,
+        pooling: str | None = None,
         instruction: str | None = None,
         batch_size: int = 8,
         normalize: bool = True,
-        progress: Any = None,
-    ) -> torch.Tensor:
-        """Embeddings [N, D] (float32, CPU) in input order; batches sorted by length, longest first.
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Embeddings [N, D] (numpy float32) in input order; unit length unless ``normalize=False``.
 
-        ``progress``: an optional callable ``progress(done, total)`` called after each batch.
+        ``pooling`` overrides the config's pooling for this call (the weights are shared);
+        ``instruction`` makes the texts queries (E5 style; documents take none). Batches are
+        sorted by length, longest first. ``progress(done, total)`` is called after each batch.
         """
-        texts = _check_texts(texts)
-        feats = [self.features(t, instruction) for t in texts]
+        mode = pooling or self.config.pooling
+        check_choice("pooling", mode, POOLINGS)
+        return self.encode_poolings(
+            texts, [mode], instruction=instruction, batch_size=batch_size, normalize=normalize, progress=progress
+        )[mode]
+
+    @torch.no_grad()
+    def encode_poolings(
+        self,
+        texts: str | Sequence[str],
+        poolings: Sequence[str],
+        *,
+        instruction: str | None = None,
+        batch_size: int = 8,
+        normalize: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Embeddings [N, D] per pooling from ONE forward pass per batch: the batching loop.
+
+        The same vectors as ``encode(texts, pooling=p)`` for each ``p``, for the cost of one.
+        """
+        if batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        for p in poolings:
+            check_choice("pooling", p, POOLINGS)
+        feats = [self.features(t, instruction) for t in _check_texts(texts)]
         order = sorted(range(len(feats)), key=lambda i: -len(feats[i][0]))
-        out = torch.empty(len(feats), self.dim)
+        out = {p: np.empty((len(feats), self.dim), dtype=np.float32) for p in poolings}
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                out[idx] = self.embed(self.collate([feats[i] for i in idx]), normalize=normalize).cpu()
+                res = self.forward(self.collate([feats[i] for i in idx]), attention="ata" in poolings)
+                hidden = res["hidden"]
+                for p in poolings:
+                    vec = pool(hidden, self.weights(res, p).to(hidden.dtype)).float()
+                    vec = torch.nn.functional.normalize(vec, dim=-1) if normalize else vec
+                    out[p][idx] = vec.cpu().numpy()
                 if progress is not None:
                     progress(min(start + batch_size, len(order)), len(order))
         finally:
@@ -188,11 +224,17 @@ class Encoder:
         """The same weights with other pooling settings (e.g. ``pooling="mean"``); shares the model."""
         if "bidirectional" in changes and self._is_decoder:
             self.model.config.is_causal = not changes["bidirectional"]
-        return Encoder(self.model, self.tokenizer, replace(self.config, **changes))
+        return Encoder(self.model, self.tokenizer, replace(self.config, **changes), name=self.name)
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (
+            f"Encoder(name={self.name!r}, pooling={cfg.pooling!r}, bidirectional={cfg.bidirectional}, dim={self.dim})"
+        )
 
 
 def load_encoder(
-    name: str = "local",
+    name: str | Path = "local",
     *,
     pooling: str | None = None,
     causal: bool | None = None,
@@ -202,13 +244,19 @@ def load_encoder(
     dtype: str | None = None,
     padding_side: str | None = None,
     trust_remote_code: bool = False,
+    device: str | None = None,
 ) -> Encoder:
     """Load an encoder from ``local``, a HF id or dir, a sentence-transformers dir, or a run dir.
 
     A run dir (``mghkit_model.json`` + ``adapter/``) brings its saved settings; the keyword
     arguments override them when given. ``causal=None`` keeps the saved/default direction
-    (bidirectional).
+    (bidirectional). ``device`` (e.g. ``"cuda"``) moves the model there (default: CPU).
+
+    >>> enc = load_encoder("runs/x", pooling="ata")  # doctest: +SKIP
+    >>> enc.encode(["sodium latin name"]).shape  # doctest: +SKIP
+    (1, 576)
     """
+    name = str(name)
     overrides: dict[str, Any] = {
         "pooling": pooling,
         "ata_direction": ata_direction,
@@ -222,6 +270,9 @@ def load_encoder(
     adapter: Path | None = None
     if loading.is_run_dir(name):
         base = EncoderConfig.from_dict(loading.read_run_config(name))
+        inside = Path(name) / base.base_model  # a base model saved inside the run (full fine-tuning)
+        if not Path(base.base_model).is_absolute() and base.base_model != loading.LOCAL_NAME and inside.is_dir():
+            base = replace(base, base_model=str(inside))  # stored relative to the run: a moved run still loads
         adapter = Path(name) / loading.ADAPTER_DIR
         adapter = adapter if adapter.is_dir() else None
     else:
@@ -234,7 +285,9 @@ def load_encoder(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).eval()
-    return Encoder(model, tokenizer, config)
+    if device:
+        model.to(device)
+    return Encoder(model, tokenizer, config, name=name)
 
 
 def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -247,7 +300,7 @@ def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def _check_texts(texts: str | Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
     texts = list(texts)

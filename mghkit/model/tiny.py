@@ -89,8 +89,9 @@ def tiny_model(family: str = "llama", seed: int = 0, **config: Any) -> tuple[Any
     from transformers import AutoModelForCausalLM
 
     tokenizer = tiny_tokenizer(add_bos=family != "qwen2")
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(family, vocab_size=len(tokenizer), **config))
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's random state is left as it was
+        torch.default_generator.manual_seed(seed)  # the CPU generator only (the one CPU init draws from)
+        model = AutoModelForCausalLM.from_config(tiny_config(family, vocab_size=len(tokenizer), **config))
     return model.eval(), tokenizer
 
 

@@ -1,15 +1,22 @@
-"""Training arguments, their defaults and the ``paper`` preset (no torch here: the CLI reads it)."""
+"""Training arguments: the one dataclass, its defaults, the ``paper`` preset and replay from a
+run's ``training_args.json`` (no torch here: the CLI reads it for ``--help``).
+
+Precedence, lowest first (as trl's ``parse_args_and_config``): the dataclass defaults < the
+preset < the config file (``--config RUN/training_args.json``) < options given explicitly.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from mghkit.errors import UsageError
+from mghkit.errors import InputError, UsageError
 
 PAPER_MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
-# The paper's hyperparameters (METHOD.md section 4; LoRA as in LLM2Vec).
+# The paper's hyperparameters (docs/method.md section 4; LoRA as in LLM2Vec).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "base_model": PAPER_MODEL,
@@ -27,24 +34,30 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _opt(default: Any, none: str) -> Any:
+    """A field whose default is None, with what None means (shown as the default in ``--help``)."""
+    return field(default=default, metadata={"none": none})
+
+
 @dataclass
 class TrainArgs:
-    """Everything ``mghkit train`` takes. Saved as ``training_args.json`` in the run dir."""
+    """Everything ``mghkit train`` / ``mghkit.fine_tune`` takes. Saved as ``training_args.json``
+    in the run dir (paths relative to the run dir), which ``--config`` replays."""
 
     data: str
     out: str = "runs/mghkit"
     base_model: str = "local"
-    schedule: str | None = None  # triplet files only; curriculum files are trained in file order
-    pooling: str | None = None  # None: the EncoderConfig default (docs/ata.md)
+    schedule: str | None = _opt(None, "coarse-to-fine (triplet files; a curriculum file keeps its order)")
+    pooling: str | None = _opt(None, "mean, the encoder default (docs/ata.md)")
     causal: bool = False
     max_length: int = 256
-    steps: int | None = None
-    epochs: int | None = None
+    steps: int | None = _opt(None, "one epoch")
+    epochs: int | None = _opt(None, "1 when --steps is not given")
     batch_size: int = 8
     grad_accum: int = 1
     grad_cache: bool = False
     lr: float = 2e-4
-    warmup_steps: int | None = None  # None: 10% of the steps
+    warmup_steps: int | None = _opt(None, "10% of the steps")
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     temperature: float = 0.02
@@ -54,16 +67,16 @@ class TrainArgs:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_dtype: str = "float32"  # "base": adapters in the model's dtype (faster on GPU, see docs/training.md)
-    quantize: str | None = None
+    quantize: str | None = _opt(None, "none")
     gradient_checkpointing: bool = True
-    dtype: str | None = None  # None: bf16 where the hardware has it, else fp32
+    dtype: str | None = _opt(None, "bfloat16 where the hardware has it, else float32")
     save_every: int = 100
     keep_checkpoints: int = 2
     resume: bool = False
-    stop_after: int | None = None  # stop (with a checkpoint) after this step; finish later with --resume
-    preset: str | None = None
-    threads: int | None = None
-    device: str | None = None  # None: CUDA where available, else CPU
+    stop_after: int | None = _opt(None, "none")  # stop (with a checkpoint) after this step; finish with resume
+    preset: str | None = _opt(None, "none")
+    threads: int | None = _opt(None, "torch's default")
+    device: str | None = _opt(None, "cuda when available, else cpu")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,30 +101,114 @@ class TrainArgs:
             raise UsageError(f"unknown --quantize {self.quantize!r} (choose from 4bit, 8bit)")
 
 
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainArgs)}
+
 # The fields that must not change between a run and its --resume.
 RESUME_FIXED = ("base_model", "schedule", "pooling", "causal", "max_length", "steps", "epochs", "batch_size",
                 "grad_accum", "grad_cache", "lr", "warmup_steps", "temperature", "seed", "lora", "lora_r",
                 "lora_alpha", "lora_dropout", "lora_dtype", "quantize")  # fmt: skip
+# What a run records beside its arguments in training_args.json (read back, not replayed).
+RECORDED = ("world_size", "warmup_steps_used", "dtype_used", "device_used")
+# Fields a config file does not replay: a replay is a new run unless --resume is given again.
+NOT_REPLAYED = ("resume",)
 
 
-def make_args(data: str, given: dict[str, Any], preset: str | None = None) -> TrainArgs:
-    """TrainArgs from the options the user gave (None = not given), over the preset, over defaults.
+def default_of(name: str) -> Any:
+    """The dataclass default of a field.
+
+    >>> default_of("batch_size"), default_of("extra")
+    (8, {})
+    """
+    f = FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def describe_default(name: str) -> str:
+    """The default of a field as ``--help`` shows it, with the paper preset's value where it differs.
+
+    >>> describe_default("lora_r"), describe_default("max_length"), describe_default("warmup_steps")
+    ('16', '256; paper: 512', '10% of the steps; paper: 300')
+    """
+    value = default_of(name)
+    text = FIELDS[name].metadata.get("none", "none") if value is None else _show(value)
+    for preset, values in PRESETS.items():
+        if name in values and values[name] != value:
+            text += f"; {preset}: {_show(values[name])}"
+    return text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The replayable fields of a ``training_args.json``: checked against the dataclass (unknown
+    keys and wrong types are InputErrors), run-relative paths resolved against the file's folder,
+    recorded figures (``world_size``...) and ``resume`` left out."""
+    file = Path(path)
+    name = str(path)
+    try:
+        obj = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config {name}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"not a readable JSON file ({e})", path=name) from None
+    if not isinstance(obj, dict):
+        raise InputError("expected a JSON object of training arguments", path=name)
+    unknown = sorted(set(obj) - set(FIELDS) - set(RECORDED))
+    if unknown:
+        raise InputError(f"unknown training arguments {', '.join(unknown)} (valid: {', '.join(FIELDS)})", path=name)
+    values = {k: v for k, v in obj.items() if k in FIELDS and k not in NOT_REPLAYED}
+    for key, value in values.items():
+        _check_type(key, value, name)
+    from mghkit.model.loading import resolve_portable
+
+    for key in ("data", "out", "base_model"):
+        if isinstance(values.get(key), str):
+            values[key] = resolve_portable(values[key], file.parent)
+    return values
+
+
+def _check_type(key: str, value: Any, path: str) -> None:
+    kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict[str, Any]": (dict,)}
+    annotation = str(FIELDS[key].type)
+    allowed: tuple[type, ...] = ()
+    for part in annotation.split("|"):
+        allowed += kinds.get(part.strip(), (type(None),) if part.strip() == "None" else ())
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        raise InputError(f"expected {annotation}, got {json.dumps(value)}", path=path, field=key)
+
+
+def make_args(
+    data: str | None, given: dict[str, Any], preset: str | None = None, config: str | Path | None = None
+) -> TrainArgs:
+    """TrainArgs from the options the user gave (None = not given), over the config file, over
+    the preset, over the defaults. ``data`` may be None when the config file names it.
 
     >>> make_args("t.jsonl", {"batch_size": 4}, preset="paper").batch_size
     4
     >>> make_args("t.jsonl", {}, preset="paper").grad_accum
     8
     """
+    from_file = read_config(config) if config is not None else {}
+    preset = preset if preset is not None else from_file.get("preset")
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
             raise UsageError(f"unknown --preset {preset!r} (choose from {', '.join(PRESETS)})")
         values.update(PRESETS[preset])
+    values.update(from_file)
     values.update({k: v for k, v in given.items() if v is not None})
-    names = {f.name for f in dataclasses.fields(TrainArgs)}
-    unknown = set(values) - names
+    if data is not None:
+        values["data"] = str(data)
+    if values.get("data") is None:
+        raise UsageError("no training data: give the training file (or examples), or --config with a 'data' entry")
+    unknown = set(values) - set(FIELDS)
     if unknown:
         raise TypeError(f"unknown training arguments: {sorted(unknown)}")
-    args = TrainArgs(data=data, preset=preset, **values)
+    values["preset"] = preset
+    args = TrainArgs(**values)
     args.check()
     return args

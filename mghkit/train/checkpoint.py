@@ -1,15 +1,15 @@
 """Checkpoints that resume exactly: trainable weights, optimizer, scheduler, RNG, position.
 
 Layout: ``RUN/checkpoints/step-000010/`` with ``trainable.pt``, ``optimizer.pt``,
-``scheduler.pt``, ``rng-rank{R}.pt`` (one per process) and ``state.json`` (step, data hash,
-the arguments that must not change). A checkpoint is written to a temp dir and renamed, so a
-killed run never leaves a half checkpoint behind.
+``scheduler.pt``, ``rng-rank{R}.pt`` (one per process: the CPU generator and the process's CUDA
+device) and ``state.json`` (step, data hash, the arguments that must not change). A checkpoint is
+written to a temp dir and renamed, so a killed run never leaves a half checkpoint behind.
+Restoring the RNG sets torch's generators; the training loop does it inside ``fork_rng``.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,22 +17,26 @@ from typing import Any
 import torch
 
 from mghkit.errors import UsageError
+from mghkit.jsonl import write_json_atomic
 
 DIR = "checkpoints"
 
 
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """The CPU generator's state and, for a CUDA ``device``, that device's."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device is not None and device.type == "cuda":
+        if "cuda_device" in state:
+            torch.cuda.set_rng_state(state["cuda_device"], device)
+        elif "cuda" in state:  # checkpoints of mghkit 0.1 hold every device's state
+            torch.cuda.set_rng_state(state["cuda"][device.index or 0], device)
 
 
 def step_dir(run: Path, step: int) -> Path:
@@ -40,7 +44,8 @@ def step_dir(run: Path, step: int) -> Path:
 
 
 def save(run: Path, step: int, *, trainable: dict[str, torch.Tensor], optimizer: Any, scheduler: Any,
-         state: dict[str, Any], rank: int = 0, world_size: int = 1, keep: int = 2) -> Path:  # fmt: skip
+         state: dict[str, Any], rank: int = 0, world_size: int = 1, keep: int = 2,
+         device: torch.device | None = None) -> Path:  # fmt: skip
     """Write checkpoint ``step``. Rank 0 writes the shared parts; every rank its RNG state.
     Callers put a barrier around this in multi-process runs."""
     target = step_dir(run, step)
@@ -51,9 +56,9 @@ def save(run: Path, step: int, *, trainable: dict[str, torch.Tensor], optimizer:
         torch.save(trainable, tmp / "trainable.pt")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=2))
+        write_json_atomic(tmp / "state.json", {**state, "step": step, "world_size": world_size})
     _barrier()
-    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    torch.save(rng_state(device), tmp / f"rng-rank{rank}.pt")
     _barrier()
     if rank == 0:
         shutil.rmtree(target, ignore_errors=True)
@@ -76,7 +81,8 @@ def read_state(ckpt: Path) -> dict[str, Any]:
         raise UsageError(f"{ckpt}: not a readable checkpoint ({e})") from None
 
 
-def load(ckpt: Path, *, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[str, torch.Tensor]:
+def load(ckpt: Path, *, optimizer: Any, scheduler: Any, rank: int = 0,
+         device: torch.device | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Restore optimizer, scheduler and this rank's RNG; return the trainable tensors."""
     trainable = torch.load(ckpt / "trainable.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
@@ -84,7 +90,7 @@ def load(ckpt: Path, *, optimizer: Any, scheduler: Any, rank: int = 0) -> dict[s
     rng_file = ckpt / f"rng-rank{rank}.pt"
     if not rng_file.exists():
         raise UsageError(f"{ckpt}: no RNG state for process {rank} (resume with the same number of processes)")
-    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
+    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False), device)
     return dict(trainable)
 
 

@@ -1,7 +1,7 @@
 """The training file: read and check ALL of it before any model loads, then plan the steps.
 
 A training file is either a curriculum file (``Example`` records, trained in file order, stage by
-stage) or a triplet file (``Triplet`` records), which ``mghkit.curriculum`` orders with a schedule.
+stage) or a triplet file (``Triplet`` records), which ``mghkit.schedules`` orders with a schedule.
 Each optimizer step takes ``step_size`` = batch x grad-accum x processes consecutive examples of
 one stage; stages are never mixed in a step and never shuffled across.
 """
@@ -19,8 +19,8 @@ from typing import Any
 from mghkit.errors import InputError, UsageError
 from mghkit.jsonl import display_name, iter_lines, parse_record
 from mghkit.schema import LEVELS, Example, Triplet
+from mghkit.train.rundir import ARGS_FILE
 
-ARGS_FILE = "training_args.json"
 CURRICULUM_KEYS = frozenset({"positive", "negative"})
 TRIPLET_KEYS = frozenset({"positive_example", "hard_negative_examples"})
 
@@ -115,10 +115,10 @@ def load_training_data(path: str | Path, *, schedule: str | None = None, seed: i
     sha = file_sha256(path) if str(path) != "-" else hashlib.sha256(b"<stdin>").hexdigest()
     if kind == "curriculum":
         return TrainData(list(records), kind, name, sha, schedule=None, lines=n)  # type: ignore[arg-type]
-    from mghkit import curriculum
+    from mghkit.schedules import build_curriculum
 
     schedule = schedule or "coarse-to-fine"
-    examples = curriculum.build_curriculum(records, schedule=schedule, seed=seed)  # type: ignore[arg-type]
+    examples = build_curriculum(records, schedule=schedule, seed=seed)  # type: ignore[arg-type]
     return TrainData(list(examples), kind, name, sha, schedule=schedule, lines=n)
 
 
@@ -206,21 +206,26 @@ def _run_steps(examples: list[Example], run: list[int], size: int, ks: range) ->
         yield Step(first.stage, first.level if len(levels) == 1 else "mixed", idx)
 
 
+def check_out(out: str | Path, *, resume: bool) -> None:
+    """The run dir can take this run: a new dir (or one without a run), or one to resume."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    if not resume and (out / ARGS_FILE).exists():
+        raise UsageError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and not any((out / "checkpoints").glob("step-??????")):
+        raise UsageError(f"{out}: no checkpoint to resume from")
+
+
 def prepare(args: Any, world_size: int | None = None) -> tuple[TrainData, list[Step]]:
     """Check the arguments (a ``TrainArgs``) and the whole training file, and plan every step.
     No torch, no model: a bad file fails in seconds. ``world_size`` defaults to $WORLD_SIZE."""
     args.check()
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory")
-    if not args.resume and (out / ARGS_FILE).exists():
-        raise UsageError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    if args.resume and not any((out / "checkpoints").glob("step-??????")):
-        raise UsageError(f"{out}: no checkpoint to resume from")
+    check_out(args.out, resume=args.resume)
     data = load_training_data(args.data, schedule=args.schedule, seed=args.seed)
     if data.kind == "curriculum" and args.schedule:
-        from mghkit.curriculum import parse_schedule
+        from mghkit.schedules import parse_schedule
 
         parse_schedule(args.schedule)  # a typo still fails
         data.extra["note"] = f"--schedule {args.schedule} ignored: the file is a curriculum, trained in file order"

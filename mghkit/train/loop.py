@@ -6,17 +6,23 @@
     -> metrics.jsonl, progress, checkpoints -> adapter/, mghkit_model.json, plot, lineage.
 
 The training file is read and checked in full before any model is loaded, so a bad file fails
-in seconds. The run dir is written by process 0 only.
+in seconds. The run dir is written by process 0 only. The public door is ``mghkit.fine_tune``
+(:mod:`mghkit.train.run`).
+
+No process-wide state changes: the seeds (LoRA initialisation, dropout) are drawn inside
+``torch.random.fork_rng``, so the caller's random streams are as they were, and ``threads`` is
+restored at the end. Training is deterministic for a seed and a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +33,9 @@ from mghkit.errors import UsageError
 from mghkit.model.config import EncoderConfig
 from mghkit.model.encoder import Encoder
 from mghkit.schema import Example
-from mghkit.train import checkpoint
+from mghkit.train import checkpoint, rundir
 from mghkit.train.args import RESUME_FIXED, TrainArgs
-from mghkit.train.data import ARGS_FILE, Step, TrainData, prepare
+from mghkit.train.data import Step, TrainData, prepare
 from mghkit.train.distributed import (
     DistInfo,
     all_reduce_grads,
@@ -40,21 +46,11 @@ from mghkit.train.distributed import (
 )
 from mghkit.train.gradcache import accumulate_backward, grad_cache_backward
 from mghkit.train.loss import info_nce
-from mghkit.train.model import LoraSettings, auto_dtype, build_trainable_encoder, pick_device, trainable_parameters
+from mghkit.train.lora import LoraSettings, auto_dtype, build_trainable_encoder, pick_device, trainable_parameters
 from mghkit.train.progress import Progress
+from mghkit.train.run import TrainResult
 
-METRICS_FILE = "metrics.jsonl"
-LINEAGE_FILE = "lineage.json"
-PLOT_FILE = "loss.png"
-
-
-@dataclass
-class RunResult:
-    out: Path
-    steps: int
-    final_loss: float
-    losses: list[float]
-    seconds: float
+log = logging.getLogger(__name__)
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -101,31 +97,61 @@ class Batcher:
         return q, p, n
 
 
+@contextmanager
+def _own_rng_and_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Run with a private copy of the RNG (CPU and ``device``) and ``threads`` torch threads;
+    the caller's RNG state and thread count are restored afterwards."""
+    before = torch.get_num_threads()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def seed_streams(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator and ``device``'s (call inside ``fork_rng``; no other device is touched)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
 def train(
-    args: TrainArgs, console: Console | None = None, prepared: tuple[TrainData, list[Step]] | None = None
-) -> RunResult:
+    args: TrainArgs,
+    *,
+    prepared: tuple[TrainData, list[Step]] | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> TrainResult:
     """Run (or resume) one training run; returns a summary. See the module docstring.
-    ``prepared``: the result of ``mghkit.train.data.prepare(args)`` when already computed."""
-    console = console or Console(stderr=True, soft_wrap=True)
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
+    ``prepared``: the result of ``mghkit.train.data.prepare(args)`` when already computed;
+    ``progress``: show a progress display on stderr (``console``)."""
     dist = init_from_env()
-    data, plan = prepared if prepared is not None else prepare(args, dist.world_size)
+    prepared = prepared if prepared is not None else prepare(args, dist.world_size)
+    device = pick_device(dist.local_rank, args.device)
+    with _own_rng_and_threads(device, args.threads):
+        return _train(args, prepared, dist, device, console or Console(stderr=True, soft_wrap=True), progress)
+
+
+def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistInfo, device: torch.device,
+           console: Console, show_progress: bool) -> TrainResult:  # fmt: skip
+    data, plan = prepared
     out = Path(args.out)
     main = dist.is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        say = console.print
-        say(f"[bold]train[/]: {data.kind} {data.path}: {len(data.examples)} examples, {len(plan)} steps of "
-            f"{args.batch_size} x {args.grad_accum} x {dist.world_size} process(es)"
-            + (", GradCache" if args.grad_cache else ""))  # fmt: skip
+        log.info("train: %s %s: %d examples, %d steps of %d x %d x %d process(es)%s", data.kind, data.path,
+                 len(data.examples), len(plan), args.batch_size, args.grad_accum, dist.world_size,
+                 ", GradCache" if args.grad_cache else "")  # fmt: skip
         if args.base_model == "local":
-            say("base model: local (the embedded SmolLM2-135M-Instruct; --base-model to change)")
+            log.info("base model: local (the embedded SmolLM2-135M-Instruct; --base-model to change)")
         if "note" in data.extra:
-            say(data.extra["note"])
-    if args.threads:
-        torch.set_num_threads(args.threads)
+            log.info("%s", data.extra["note"])
 
-    device = pick_device(dist.local_rank, args.device)
     config = _encoder_config(args, device)
     lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, dtype=args.lora_dtype) if args.lora else None
     encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
@@ -135,22 +161,20 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = args.warmup_steps if args.warmup_steps is not None else math.ceil(0.1 * len(plan))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, len(plan)))
-    torch.manual_seed(args.seed * 1000 + dist.rank + 1)  # dropout streams differ per process
+    seed_streams(args.seed * 1000 + dist.rank + 1, device)  # dropout streams differ per process
 
     start = 0
-    fixed = {k: getattr(args, k) for k in RESUME_FIXED}
-    state = {"data_sha256": data.sha256, "plan_steps": len(plan), "args": fixed}
+    fixed = rundir.portable_args(args, out)
+    state = {"data_sha256": data.sha256, "plan_steps": len(plan), "args": {k: fixed[k] for k in RESUME_FIXED}}
     if args.resume:
-        start = _resume(out, state, model, optimizer, scheduler, dist)
+        start = _resume(out, state, model, optimizer, scheduler, dist, device)
         if main:
-            console.print(f"resuming at step {start} of {len(plan)}")
+            log.info("resuming at step %d of %d", start, len(plan))
     if main:
-        saved = {**args.to_dict(), "world_size": dist.world_size, "warmup_steps_used": warmup,
-                 "dtype_used": config.dtype, "device": str(device)}  # fmt: skip
-        (out / ARGS_FILE).write_text(json.dumps(saved, indent=2) + "\n")
-        (out / LINEAGE_FILE).write_text(json.dumps({**data.lineage(), "steps": len(plan),
-                                                    "examples_per_step": len(plan[0].indices)}, indent=2) + "\n")  # fmt: skip
-        _truncate_metrics(out / METRICS_FILE, start)
+        rundir.save_args(out, args, world_size=dist.world_size, warmup_steps_used=warmup, dtype_used=config.dtype,
+                         device_used=str(device))  # fmt: skip
+        rundir.save_lineage(out, {**data.lineage(), "steps": len(plan), "examples_per_step": len(plan[0].indices)})
+        _truncate_metrics(out / rundir.METRICS_FILE, start)
 
     batcher = Batcher(encoder)
 
@@ -167,7 +191,7 @@ def train(
         return result
 
     losses: list[float] = []
-    progress = Progress(console, total=len(plan), start=start, enabled=main)
+    progress = Progress(console, total=len(plan), start=start, enabled=main and show_progress)
     t_run = time.perf_counter()
     model.train()
     with progress:
@@ -195,23 +219,21 @@ def train(
                    "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(len(step.indices) / seconds, 2),
                    "elapsed_s": round(time.perf_counter() - t_run, 2)}  # fmt: skip
             if main:
-                with (out / METRICS_FILE).open("a", encoding="utf-8") as fp:
+                with (out / rundir.METRICS_FILE).open("a", encoding="utf-8") as fp:
                     fp.write(json.dumps(row) + "\n")
             progress.update(row)
             if (i + 1) % args.save_every == 0 or i + 1 == end:
-                _save_checkpoint(out, i + 1, model, optimizer, scheduler, state, dist, args.keep_checkpoints)
+                _save_checkpoint(out, i + 1, model, optimizer, scheduler, state, dist, args.keep_checkpoints, device)
                 if main:
                     from mghkit.train.plot import plot_metrics
 
-                    plot_metrics(out / METRICS_FILE, out / PLOT_FILE)
-    if end < len(plan):
-        if main:
-            console.print(f"stopped after step {end} of {len(plan)}; continue with --resume --out {out}")
-    elif main:
-        _save_model(out, encoder, args, data, len(plan))
-        console.print(f"run dir: {out} (adapter/, mghkit_model.json, {METRICS_FILE}, {PLOT_FILE})")
+                    plot_metrics(out / rundir.METRICS_FILE, out / rundir.PLOT_FILE)
+    finished = end >= len(plan)
+    if main and finished:
+        rundir.save_model(out, encoder, args, data_sha256=data.sha256, steps=len(plan))
     barrier()
-    return RunResult(out, len(plan), losses[-1] if losses else float("nan"), losses, time.perf_counter() - t_run)
+    return TrainResult(out=out, steps=end, total_steps=len(plan), final_loss=losses[-1] if losses else float("nan"),
+                       losses=losses, seconds=time.perf_counter() - t_run, finished=finished)  # fmt: skip
 
 
 def _my_chunks(examples: list[Example], step: Step, args: TrainArgs, dist: DistInfo) -> list[list[Example]]:
@@ -225,8 +247,9 @@ def _my_chunks(examples: list[Example], step: Step, args: TrainArgs, dist: DistI
     return chunks
 
 
-def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, dist: DistInfo) -> int:
-    from mghkit.train.model import load_trainable_state
+def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, scheduler: Any, dist: DistInfo,
+            device: torch.device) -> int:  # fmt: skip
+    from mghkit.train.lora import load_trainable_state
 
     ckpt = checkpoint.latest(out)
     assert ckpt is not None  # checked in prepare()
@@ -238,17 +261,17 @@ def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, schedu
         raise UsageError(f"{out}: --resume with changed settings: {', '.join(changed)} (resume needs the same ones)")
     if saved.get("world_size", 1) != dist.world_size:
         raise UsageError(f"{out}: the run used {saved.get('world_size')} process(es); resume with the same number")
-    trainable = checkpoint.load(ckpt, optimizer=optimizer, scheduler=scheduler, rank=dist.rank)
+    trainable = checkpoint.load(ckpt, optimizer=optimizer, scheduler=scheduler, rank=dist.rank, device=device)
     load_trainable_state(model, trainable)
     return int(saved["step"])
 
 
 def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any],
-                     dist: DistInfo, keep: int) -> None:  # fmt: skip
-    from mghkit.train.model import trainable_state
+                     dist: DistInfo, keep: int, device: torch.device) -> None:  # fmt: skip
+    from mghkit.train.lora import trainable_state
 
     checkpoint.save(out, step, trainable=trainable_state(model), optimizer=optimizer, scheduler=scheduler,
-                    state=state, rank=dist.rank, world_size=dist.world_size, keep=keep)  # fmt: skip
+                    state=state, rank=dist.rank, world_size=dist.world_size, keep=keep, device=device)  # fmt: skip
 
 
 def _truncate_metrics(path: Path, start: int) -> None:
@@ -257,19 +280,3 @@ def _truncate_metrics(path: Path, start: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
     path.write_text("".join(line + "\n" for line in keep))
-
-
-def _save_model(out: Path, encoder: Encoder, args: TrainArgs, data: TrainData, steps: int) -> None:
-    """adapter/ + mghkit_model.json: ``load_encoder(out)`` rebuilds the trained encoder."""
-    from mghkit.model import loading
-
-    if args.lora:
-        encoder.model.save_pretrained(str(out / loading.ADAPTER_DIR))
-    else:  # full fine-tune: the whole model becomes the base
-        encoder.model.save_pretrained(str(out / "model"))
-        encoder.tokenizer.save_pretrained(str(out / "model"))
-    config = replace(encoder.config, base_model=args.base_model if args.lora else str((out / "model").resolve()),
-                     dtype="float32" if args.quantize else encoder.config.dtype,
-                     extra={**encoder.config.extra, "trained": {"steps": steps, "data_sha256": data.sha256,
-                                                                 "quantize": args.quantize, "by": "mghkit train"}})  # fmt: skip
-    config.save(out)

@@ -11,13 +11,11 @@ def plot_metrics(metrics: Path, out: Path) -> Path | None:
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
 
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig = Figure(figsize=(7, 3.5), dpi=100)
+    ax = fig.add_subplot()
     ax.plot(steps, [r["loss"] for r in rows], color="tab:blue", lw=1, label="loss")
     ax.set_xlabel("step")
     ax.set_ylabel("InfoNCE loss", color="tab:blue")
@@ -33,6 +31,5 @@ def plot_metrics(metrics: Path, out: Path) -> Path | None:
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     tmp.replace(out)
     return out

@@ -1,4 +1,4 @@
-"""Pooling functions on tiny tensors with weights worked out by hand (METHOD.md section 3)."""
+"""Pooling functions on tiny tensors with weights worked out by hand (docs/method.md section 3)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,13 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:.*ReadOnly.*:UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def _restore_process_settings(monkeypatch):
+    """The CLI's set-up (setup_synth) writes OMP_WAIT_POLICY for --model local: undo it after each
+    in-process CLI test, so the rest of the suite runs as it would alone."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+
+
 @pytest.fixture
 def server():
     with FakeLLMServer() as srv:

@@ -68,10 +68,12 @@ def test_unusable_replies_are_counted_and_calls_are_bounded():
     from tests.synth.scripted import ScriptedClient
 
     client = ScriptedClient(lambda m: "I am a language model and cannot do that.")
-    out: list = []
-    stats = asyncio.run(abrainstorm(client, n_tasks=4, kinds=["sts"], per_call=2, on_task=out.append))
-    assert out == [] and stats.shortfall == 4
+    tasks = asyncio.run(abrainstorm(client, n_tasks=4, kinds=["sts"], per_call=2))
+    stats = tasks.stats
+    assert tasks == [] and stats.shortfall == 4 and stats.stop is None  # a shortfall is not an error
     assert stats.unusable_replies == stats.calls == len(client.history) == 3 * 2 + 2
+    assert stats.first_problem == "no JSON object in the reply"
+    assert stats.usage.model == "scripted" and stats.usage.client.requests == stats.calls
 
 
 def test_near_dup_index_keeps_distinct_tasks():

@@ -6,8 +6,9 @@ import asyncio
 import json
 
 from mghkit.prompts import load_template
-from mghkit.schema import LEVELS, Task, Triplet
-from mghkit.synth.generate import GeneratePrompt, agenerate, generate, plan
+from mghkit.schema import LEVELS, Reject, Task, Triplet
+from mghkit.synth.generate import generate, run_jobs
+from mghkit.synth.triplets import GeneratePrompt, plan
 from tests.synth.scripted import ScriptedClient
 
 TASKS = [
@@ -93,10 +94,14 @@ def test_still_bad_after_one_reask_is_a_reject_with_raw_text_and_reason():
     assert triplets == [] and len(rejects) == 1
     assert len(client.history) == 2  # exactly one re-ask, bounded
     r = rejects[0]
-    assert r["raw"] == "no json at all"
-    assert "expected 4 negatives, got 2" in r["raw_reask"] or "expected 4 negatives, got 2" in r["reason"]
-    assert "no JSON object" in r["reason"]
-    assert r["task_id"] == "t-a" and r["id"].startswith("trip-")
+    assert r.stage == "generate" and r.raw == "no json at all" and r.raw_reask.startswith('{"query"')
+    (reason,) = r.reasons  # the reason of the reply after the re-ask, and the history in the detail
+    assert (reason.code, reason.field) == ("negative_count", "hard_negative_examples")
+    assert reason.detail == (
+        "no JSON object in the reply; after one re-ask: hard_negative_examples: expected 4 negatives, got 2"
+    )
+    assert r.task_id == "t-a" and r.kind == "short-long" and r.id.startswith("trip-")
+    assert r.meta["model"] == "scripted" and r.meta["reasked"] is True
 
 
 def test_fenced_reply_with_trailing_prose_is_accepted_without_reask():
@@ -108,9 +113,11 @@ def test_fenced_reply_with_trailing_prose_is_accepted_without_reask():
 def test_every_job_ends_as_a_triplet_or_a_reject():
     replies = iter([good("1"), "garbage", "garbage", good("2"), "[]", good("3")])
     client = ScriptedClient(lambda m: next(replies))
-    got: list[object] = []
+    got: list[tuple[bool, dict]] = []
     stats = asyncio.run(
-        agenerate(plan(TASKS, per_task=2), client, concurrency=3, on_triplet=got.append, on_reject=got.append)
+        run_jobs(plan(TASKS, per_task=2), client, concurrency=3, on_record=lambda ok, r: got.append((ok, r)))
     )
     assert len(got) == 4 and stats.written + stats.rejected == 4
-    assert stats.rejected == 1 and sum(Triplet.model_validate(g).id == g["id"] for g in got if "query" in g) == 3
+    assert stats.rejected == 1 and sum(Triplet.model_validate(r).id == r["id"] for ok, r in got if ok) == 3
+    (reject,) = [Reject.model_validate(r) for ok, r in got if not ok]
+    assert reject.codes() == ["no_json"] and stats.reasons == {"no_json": 1}

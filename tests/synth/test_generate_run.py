@@ -1,5 +1,6 @@
 """`generate` end to end in-process through the real LiteLLM path: faults, concurrency, resume,
-rejects, dry run - counted at the server and in the files."""
+rejects, dry run - counted at the server and in the files. Each run gets a fresh client (a rerun)
+built as the CLI would, with fast backoff."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mghkit.errors import RuntimeFailure
-from mghkit.llm import BudgetExceeded, ClientConfig
-from mghkit.schema import Task, Triplet
-from mghkit.synth.generate import RunOptions, run_generate
+from mghkit.llm import BudgetExceeded, ClientConfig, open_client
+from mghkit.schema import Reject, Task, Triplet
+from mghkit.synth.generate import GenerateStats, generate
 from tests.fakeserver import Drop, Malformed, Reply, Slow, Status, Truncated
 
 
@@ -44,12 +45,19 @@ def config(srv, tmp_path, **kw) -> ClientConfig:
     return ClientConfig(**base)
 
 
-def opts(tmp_path, **kw) -> RunOptions:
-    base = dict(
-        out=str(tmp_path / "t.jsonl"), rejects=str(tmp_path / "r.jsonl"), per_task=2, concurrency=4, progress=False
-    )
+def opts(tmp_path, **kw) -> dict:
+    base = dict(out=str(tmp_path / "t.jsonl"), rejects=str(tmp_path / "r.jsonl"), per_task=2, concurrency=4)
     base.update(kw)
-    return RunOptions(**base)
+    return base
+
+
+def run_generate(tasks: Path, cfg: ClientConfig, options: dict) -> GenerateStats:
+    """One run as the CLI makes it: a fresh client, records streamed to files (and not collected)."""
+    client = open_client(cfg, need_key=not options.get("dry_run"))
+    try:
+        return generate(tasks, client, collect=False, **options).stats
+    finally:
+        client.close()
 
 
 def test_misbehaving_server_every_job_accounted_for(server, tmp_path):
@@ -67,7 +75,8 @@ def test_misbehaving_server_every_job_accounted_for(server, tmp_path):
     out, rej = lines(tmp_path / "t.jsonl"), lines(tmp_path / "r.jsonl")
     ids = [r["id"] for r in out] + [r["id"] for r in rej]
     assert len(ids) == 20 and len(set(ids)) == 20  # no loss, no duplicate
-    assert len(rej) == 2 and all(r["raw"] and r["reason"] and "raw_reask" in r for r in rej)
+    assert len(rej) == 2 and all(r["raw"] and r["reasons"][0]["code"] and "raw_reask" in r for r in rej)
+    assert all(Reject.model_validate(r).stage == "generate" for r in rej)
     assert {r["task_id"] for r in rej} == {json.loads(line)["id"] for line in tasks.read_text().splitlines()[3:4]}
     for r in out:
         Triplet.model_validate(r)
@@ -137,13 +146,17 @@ def test_budget_stop_keeps_what_arrived_and_rerun_continues(server, tmp_path):
     assert len({r["id"] for r in lines(tmp_path / "t.jsonl")}) == 20 and server.count == 20
 
 
-def test_dry_run_sends_nothing_and_estimates(server, tmp_path, capsys, monkeypatch):
+def test_dry_run_sends_nothing_and_estimates(server, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     tasks = write_tasks(tmp_path / "tasks.jsonl", 6)
-    run_generate(tasks, ClientConfig(model="gpt-4o", cache_dir=tmp_path / "c"), opts(tmp_path, dry_run=True))
-    err = capsys.readouterr().err
+    result = generate(tasks, "gpt-4o", cache_dir=tmp_path / "c", dry_run=True, **opts(tmp_path))
     assert server.count == 0 and not (tmp_path / "t.jsonl").exists()
-    assert "12 requests" in err and "prompt" in err and "$" in err and "no request was sent" in err
+    assert list(result) == [[], []]
+    est = result.stats.estimate
+    assert est.requests == 12 and result.stats.planned == 12 and result.stats.resumed == 0
+    assert est.prompt_tokens > 12 * 100 and est.completion_tokens > 12 * 100
+    assert est.cost_usd == pytest.approx(est.prompt_tokens * est.price_in + est.completion_tokens * est.price_out)
+    assert 0 < est.cost_usd < 1
 
 
 def test_slow_server_past_timeout_is_retried(server, tmp_path):
@@ -189,7 +202,7 @@ def test_warm_cache_rerun_to_a_new_file_sends_nothing_and_writes_the_same_record
         stats = run_generate(tasks, config(server, tmp_path), o)
         assert server.count == sent, round_  # zero requests
         assert (stats.written, stats.rejected, stats.reasked) == (10, 2, 1)
-        got = _by_id(lines(Path(o.out))), _by_id(lines(Path(o.rejects)))
+        got = _by_id(lines(Path(o["out"]))), _by_id(lines(Path(o["rejects"])))
         assert got == expected, round_
     with sqlite3.connect(db) as con:  # the replay from answers kept the records again
         assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 12

@@ -1,4 +1,4 @@
-"""Fixtures for training tests: a tiny random decoder dir and small training files."""
+"""Fixtures for training tests: a tiny random decoder (dir or module) and small training files."""
 
 from __future__ import annotations
 
@@ -54,3 +54,35 @@ def curriculum_file(tmp_path) -> Path:
 @pytest.fixture
 def triplet_file(tmp_path) -> Path:
     return write_triplets(tmp_path / "triplets.jsonl")
+
+
+# ----------------------------------------------------------------------------- loss-level helpers
+VOCAB = 64
+
+
+def tiny_decoder(seed: int = 0, dropout: float = 0.0):
+    """A bidirectional random Llama base model (mghkit.model.tiny's config: hidden 16, 2 layers)."""
+    import torch
+    from transformers import AutoModel
+
+    from mghkit.model.tiny import tiny_config
+
+    config = tiny_config("llama", vocab_size=VOCAB, hidden=16)
+    config.attention_dropout = dropout
+    config.is_causal = False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModel.from_config(config)
+
+
+def embed(model, ids):
+    """[B, S] token ids -> [B, 16] mean-pooled last hidden states."""
+    return model(input_ids=ids).last_hidden_state.mean(dim=1)
+
+
+def random_batch(b: int, seq: int = 6, seed: int = 1):
+    """(queries, positives, negatives) token ids, each [b, seq]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randint(1, VOCAB, (b, seq), generator=g) for _ in range(3))

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -96,13 +97,16 @@ def test_a_tiny_run_dir_is_a_model_and_torchrun_gives_the_same_losses(tiny_model
     assert {"loss", "lr", "tokens_per_s", "examples_per_s"} <= rows[0].keys()
     assert (single / "loss.png").read_bytes()[:4] == b"\x89PNG"
     model_config = json.loads((single / "mghkit_model.json").read_text())
-    assert model_config["base_model"] == str(tiny_model_dir) and model_config["bidirectional"] is True
+    assert model_config["bidirectional"] is True
+    assert model_config["base_model"] == os.path.relpath(tiny_model_dir, single)  # relative to the run dir
+    assert (single / model_config["base_model"]).resolve() == tiny_model_dir.resolve()
+    assert (single / "adapter" / "tokenizer.json").is_file()  # the tokenizer travels with the run
 
     from mghkit.model.encoder import load_encoder
 
     trained, base = load_encoder(str(single)), load_encoder(str(tiny_model_dir))
     assert trained.config.max_length == 256
-    assert not (trained.encode(["salt lamp"]) - base.encode(["salt lamp"])).abs().max() < 1e-6  # the adapter is applied
+    assert np.abs(trained.encode(["salt lamp"]) - base.encode(["salt lamp"])).max() > 1e-6  # the adapter is applied
 
     double = tmp_path / "double"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

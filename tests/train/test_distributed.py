@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from mghkit.train.distributed import all_reduce_grads, gather_with_grad
 from mghkit.train.gradcache import grad_cache_backward
 from mghkit.train.loss import info_nce
-from tests.train.tiny import embed, random_batch, tiny_llama
+from tests.train.conftest import embed, random_batch, tiny_decoder
 
 B_GLOBAL = 8
 
@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, out: dict) -> None:
     try:
         torch.set_num_threads(1)
         for grad_cache in (False, True):
-            model = tiny_llama()
+            model = tiny_decoder()
             q, p, n = (x.chunk(world)[rank] for x in random_batch(B_GLOBAL))  # this process's shard
             forward = lambda c, model=model: tuple(embed(model, ids) for ids in c)  # noqa: E731
             if grad_cache:
@@ -50,7 +50,7 @@ def _free_port() -> int:
 
 
 def _single_process():
-    model = tiny_llama()
+    model = tiny_decoder()
     loss = loss_fn(*(embed(model, x) for x in random_batch(B_GLOBAL)))
     loss.backward()
     return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]

@@ -58,7 +58,7 @@ def test_lora_dtype_keeps_adapters_in_fp32_or_in_the_base_dtype(tiny_model_dir, 
     import torch
 
     from mghkit.model.config import EncoderConfig
-    from mghkit.train.model import LoraSettings, build_trainable_encoder
+    from mghkit.train.lora import LoraSettings, build_trainable_encoder
 
     config = EncoderConfig(base_model=str(tiny_model_dir), dtype="bfloat16")
     encoder = build_trainable_encoder(config, lora=LoraSettings(dtype=lora_dtype), device=torch.device("cpu"))
@@ -78,7 +78,7 @@ def test_device_option_is_used_and_bad_devices_are_usage_errors(tiny_model_dir, 
     import torch
 
     from mghkit.errors import UsageError
-    from mghkit.train.model import pick_device
+    from mghkit.train.lora import pick_device
 
     assert pick_device(0, "cpu") == torch.device("cpu")
     with pytest.raises(UsageError, match="not a torch device"):

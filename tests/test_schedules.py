@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
 import pytest
 
-from mghkit.curriculum import (
+import mghkit
+from mghkit.errors import InputError, UsageError
+from mghkit.schedules import (
     DEFAULT_INSTRUCTION,
     CurriculumStats,
     build_curriculum,
     iter_curriculum,
     parse_schedule,
 )
-from mghkit.errors import InputError, UsageError
-from mghkit.schema import LEVELS, Triplet
+from mghkit.schema import LEVELS, Example, Triplet
 from tests.conftest import make_triplet, run_cli, run_main
 
 
@@ -153,3 +155,52 @@ def test_cli_bad_schedule_is_one_line_exit_2(tmp_path):
     r = run_cli("curriculum", str(p), "--schedule", "hardest-first")
     err = r.stderr.decode().strip()
     assert r.returncode == 2 and "\n" not in err and "valid: coarse-to-fine" in err and b"Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------- the front door
+def test_order_is_sha256_of_seed_and_example_id():
+    """Training files depend on this order: it must never change."""
+    ex = build_curriculum(triplets(8), "random", seed=5)
+    key = lambda e: hashlib.sha256(f"5\x1f{e.id}".encode()).digest()[:8]  # noqa: E731
+    assert [e.id for e in ex] == [e.id for e in sorted(ex, key=key)]
+
+
+def test_curriculum_in_memory_is_a_list_of_examples_with_stats(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written
+    ts = triplets(3)
+    rows = [ts[0], ts[1].to_json(), short(0, 3).to_json()]  # Triplets and dicts, one lacking "low"
+    ex = mghkit.curriculum(rows, "coarse-to-fine", seed=2, stages=2)
+    assert isinstance(ex, list) and all(isinstance(e, Example) for e in ex) and len(ex) == 11
+    assert [e.id for e in ex] == [
+        e.id for e in build_curriculum([ts[0], ts[1], short(0, 3)], "coarse-to-fine", 2, stages=2)
+    ]
+    assert ex.schedule.stages == (("low", "medium-low"), ("medium", "high"))
+    assert (ex.stats.records, ex.stats.per_stage, ex.stats.missing, ex.stats.examples) == (
+        3,
+        {1: 5, 2: 6},
+        {"low": 1},
+        11,
+    )
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match=r"^<records>:3: hard_negative_examples: no low negative"):
+        mghkit.curriculum(rows, missing="error")
+    bad = {**ts[2].to_json(), "query": 5}
+    with pytest.raises(InputError, match=r"^<records>:2: query: "):
+        mghkit.curriculum([ts[0], bad])
+    with pytest.raises(InputError, match=r"<records>:1: hard_negative_examples.0.similarity_level: unknown level"):
+        mghkit.curriculum([{**ts[0].to_json(), "hard_negative_examples": [{"similarity_level": "huge", "text": "x"}]}])
+    with pytest.raises(UsageError, match="valid: skip, drop, error"):
+        mghkit.curriculum(rows, missing="ignore")
+
+
+def test_curriculum_through_a_path_and_to_a_file(tmp_path):
+    p = tmp_path / "clean.jsonl"
+    p.write_text("".join(json.dumps(make_triplet(f"question {i}", i)) + "\n" for i in range(4)))
+    ex = mghkit.curriculum(p, "fixed:high", seed=3)
+    assert len(ex) == 4 and {e.level for e in ex} == {"high"} and ex.stats.per_stage == {1: 4}
+    out = tmp_path / "train.jsonl"
+    res = mghkit.curriculum(str(p), "fixed:high", seed=3, out=out)
+    assert res == [] and res.stats.per_stage == {1: 4}  # written to the file, not held
+    assert [Example.model_validate_json(x) for x in out.read_text().splitlines()] == list(ex)
+    with pytest.raises(UsageError, match="same as the input"):
+        mghkit.curriculum(p, out=p)

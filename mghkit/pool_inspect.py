@@ -1,20 +1,26 @@
-"""pool-inspect: which tokens does a pooling weight, for any text (rich view, JSON, HTML heatmap).
+"""pool-inspect: which tokens does a pooling weight, for any text.
 
-from mghkit.model.encoder import load_encoder
-from mghkit.inspect import inspect_texts
-[doc] = inspect_texts(load_encoder("local"), ["sodium latin name"])
-doc.top(3)   # the three tokens with the largest ATA weight
+The library part returns data (``inspect_texts`` -> per-token weights, ``to_document`` -> JSON)
+and pure renderings (``render_rich`` -> rich renderables, ``render_html`` -> an HTML page as
+text); the CLI prints and writes them.
+
+    import mghkit
+    from mghkit.pool_inspect import inspect_texts
+    [doc] = inspect_texts(mghkit.load_encoder("local", pooling="ata"), ["sodium latin name"])
+    doc.top(3)   # the three tokens with the largest ATA weight
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from mghkit.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 COMPARED = ("mean", "last", "weighted-mean")
 
@@ -44,31 +50,15 @@ class InspectedText:
         return sorted(pooled, key=lambda t: (-t.weight, t.position))[:n]
 
 
-def read_texts(args: Sequence[str], stdin: Any) -> list[str]:
-    """The texts: the arguments, or (none given, or '-') one text per non-blank stdin line."""
-    if args and list(args) != ["-"]:
-        for i, text in enumerate(args, 1):
-            if not text.strip():
-                raise UsageError(f"text {i}: empty text (give at least one non-blank text)")
-        return list(args)
-    if stdin is None or stdin.isatty():
-        raise UsageError("no text given: pass texts as arguments or pipe them on stdin, one a line")
-    texts = [line.rstrip("\r\n") for line in stdin if line.strip()]
-    if not texts:
-        raise UsageError("<stdin>: no text given (all lines blank)")
-    return texts
-
-
 def load_for_inspect(
     model: str,
-    pooling: str,
-    direction: str | None,
-    sign: str | None,
-    causal: bool,
-    max_length: int,
-    say: Any = None,
+    pooling: str = "ata",
+    direction: str | None = None,
+    sign: str | None = None,
+    causal: bool = False,
+    max_length: int = 512,
 ) -> Any:
-    """``load_encoder`` with the inspected pooling; tells ``say`` when the embedded model is converted first."""
+    """``load_encoder`` with the inspected pooling, the options checked before torch is imported."""
     from mghkit.model import loading
     from mghkit.model.config import ATA_DIRECTIONS, ATA_SIGNS, POOLINGS, check_choice
 
@@ -79,8 +69,8 @@ def load_for_inspect(
         loading.resolve_model_path(model)  # a missing dir is reported before the slow imports
     from mghkit.model.encoder import load_encoder
 
-    if model == loading.LOCAL_NAME and say is not None and not loading.local_model_cached():
-        say("mghkit: converting the embedded model once (~40 s); later runs load it from the cache")
+    if model == loading.LOCAL_NAME and not loading.local_model_cached():
+        log.info("converting the embedded model once (~40 s); later runs load it from the cache")
     return load_encoder(
         model, pooling=pooling, ata_direction=direction, ata_sign=sign, causal=causal or None, max_length=max_length
     )
@@ -207,14 +197,3 @@ def render_html(docs: list[InspectedText], pooling: str, model: str, top: int = 
             f"<th>weighted-mean</th></tr>{rows}</table>"
         )
     return "\n".join(parts) + "\n"
-
-
-def write_html(path: str | Path, content: str) -> None:
-    """Write ``content`` to ``path`` atomically (a bad path is the user's mistake: exit 2)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(target)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write the HTML file: {e.strerror or e}") from e

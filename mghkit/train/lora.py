@@ -79,7 +79,8 @@ def build_trainable_encoder(
     seed: int = 0,
 ) -> Encoder:
     """Load ``config.base_model`` and make it trainable: LoRA adapters (seeded, identical on every
-    process), non-reentrant gradient checkpointing, use_cache off. ``lora=None`` trains all weights."""
+    process; the caller's RNG is left as it was), non-reentrant gradient checkpointing, use_cache
+    off. ``lora=None`` trains all weights."""
     device = device or pick_device()
     if quantize is not None and quantize not in QUANTIZE:
         raise UsageError(f"unknown --quantize {quantize!r} (choose from {', '.join(QUANTIZE)})")
@@ -129,10 +130,11 @@ def make_trainable(
             raise UsageError(f"{config.base_model}: none of the LoRA target modules {', '.join(lora.targets)} exist")
         if lora.dtype not in LORA_DTYPES:
             raise UsageError(f"unknown --lora-dtype {lora.dtype!r} (choose from {', '.join(LORA_DTYPES)})")
-        torch.manual_seed(seed)  # the same adapter initialisation on every process
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                                  bias="none")  # fmt: skip
-        model = get_peft_model(model, peft_config, autocast_adapter_dtype=lora.dtype == "float32")
+        with torch.random.fork_rng(devices=[]):  # peft initialises the adapters on the CPU generator
+            torch.default_generator.manual_seed(seed)  # the same initialisation on every process
+            model = get_peft_model(model, peft_config, autocast_adapter_dtype=lora.dtype == "float32")
     model.train()
     return Encoder(model, tokenizer, config)
 

@@ -1,0 +1,130 @@
+"""eval: local BEIR / STS data and MTEB tasks."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mghkit.cli.app import Seed, app, csv
+from mghkit.errors import UsageError
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to evaluate (repeatable): a run dir, a HF id or dir, a sentence-transformers dir, 'local' (the embedded decoder, the default) or 'minilm' (the embedded all-MiniLM-L6-v2).",
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated poolings to compare on each decoder, e.g. mean,last,ata (default: the model's own)."
+        ),
+    ] = None,
+    beir: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Local BEIR dir (corpus.jsonl, queries.jsonl, qrels/test.tsv); repeatable. Main score nDCG@10."
+        ),
+    ] = None,
+    sts: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Local STS JSONL file ({sentence1, sentence2, score}); repeatable. Main score cosine Spearman."
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated MTEB task names, e.g. STSBenchmark,SciFact (their data must be fetchable or cached)."
+        ),
+    ] = None,
+    benchmark: Annotated[str | None, typer.Option(help='An MTEB benchmark, e.g. "MTEB(eng, v1)".')] = None,
+    baseline: Annotated[list[str] | None, typer.Option(help="Add a baseline row for retrieval tasks: bm25.")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", help="Write the full report (all metrics, versions, settings) as JSON here, or - for stdout."
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Max tokens per text (default: the model's, 512 for decoders).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 8,
+    max_queries: Annotated[
+        int | None, typer.Option(help="Keep this many retrieval queries (seeded, deterministic).")
+    ] = None,
+    max_docs: Annotated[
+        int | None,
+        typer.Option(help="Cut each corpus to this many documents; judged documents of kept queries always stay."),
+    ] = None,
+    max_pairs: Annotated[int | None, typer.Option(help="Keep this many STS pairs (seeded, deterministic).")] = None,
+    instruction: Annotated[
+        str | None,
+        typer.Option(help="Query instruction for retrieval tasks (E5 style; '' for none). Default: per task."),
+    ] = None,
+    sts_instruction: Annotated[
+        str, typer.Option(help="Instruction for both sides of STS pairs ('' for none).")
+    ] = "Retrieve semantically similar text.",
+    causal: Annotated[bool, typer.Option("--causal", help="Causal attention instead of bidirectional.")] = False,
+    dtype: Annotated[str | None, typer.Option(help="Decoder weights dtype: float32, bfloat16, float16.")] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device for the models, e.g. cuda (default: cpu).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Do not read or write the on-disk embedding cache.")
+    ] = False,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Cache root (default $MGHKIT_CACHE_DIR or ~/.cache/mghkit).")
+    ] = None,
+    seed: Seed = 0,
+) -> None:
+    """Evaluate embedders on local BEIR / STS data and MTEB tasks (scored by mteb); compare rows in one table.
+
+    With no task option it runs the bundled offline suite: man-pages retrieval and SimLex-999.
+    A task whose data cannot be fetched fails with one line naming it (exit 1); bad local data exits 2.
+    """
+    from rich.console import Console
+
+    from mghkit.cli.setup import setup_eval
+    from mghkit.evaluation.report import tables
+    from mghkit.evaluation.run import evaluate
+
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    setup_eval(threads=threads, cache_dir=cache_dir)
+    report = evaluate(
+        csv(model) or None,
+        poolings=csv(pooling) or None,
+        beir=beir or [],
+        sts=sts or [],
+        tasks=csv(tasks),
+        benchmark=benchmark,
+        baselines=csv(baseline),
+        out=out,
+        instruction=instruction,
+        sts_instruction=sts_instruction,
+        max_length=max_length,
+        batch_size=batch_size,
+        max_queries=max_queries,
+        max_docs=max_docs,
+        max_pairs=max_pairs,
+        seed=seed,
+        causal=causal,
+        dtype=dtype,
+        device=device,
+        cache=not no_cache,
+        cache_dir=cache_dir,
+    )
+    console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+    for table in tables(report):
+        console.print(table)
+    if out and out != "-":
+        console.print(f"mghkit: wrote {out}", markup=False)

@@ -1,0 +1,191 @@
+"""brainstorm and generate: the synthesis commands (docs/method.md section 1).
+
+Each parses its options, sets the process up (:func:`mghkit.cli.setup.setup_synth`), calls the
+public function (:func:`mghkit.synth.brainstorm.brainstorm`, :func:`mghkit.synth.generate.generate`)
+and renders the stats it returns as lines on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mghkit.cli.app import In, Out, Seed, app
+from mghkit.cli.setup import setup_synth
+
+if TYPE_CHECKING:
+    from mghkit.synth.report import Estimate, Usage
+
+# ----------------------------------------------------------------------------- synthesis
+Model = Annotated[
+    str,
+    typer.Option(
+        help="LiteLLM model name (gpt-4o, openai/NAME, anthropic/..., ollama/...), or 'local' for the embedded offline LLM."
+    ),
+]
+ApiBase = Annotated[
+    str | None,
+    typer.Option(
+        help="Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (use with --model openai/NAME).",
+        show_default=False,
+    ),
+]
+ApiKeyEnv = Annotated[
+    str | None,
+    typer.Option(
+        help="Name of the environment variable holding the API key (default: the provider's usual one; none is sent to --api-base unless named).",
+        show_default=False,
+    ),
+]
+Timeout = Annotated[float, typer.Option(help="Seconds before one request times out (then it is retried).")]
+MaxRetries = Annotated[
+    int,
+    typer.Option(
+        help="Retries per request on 429, 5xx, timeouts and dropped connections (exponential backoff with jitter, Retry-After honoured)."
+    ),
+]
+Rpm = Annotated[float | None, typer.Option(help="Limit requests per minute.", show_default=False)]
+Tpm = Annotated[float | None, typer.Option(help="Limit tokens per minute.", show_default=False)]
+MaxBudget = Annotated[
+    float | None,
+    typer.Option(help="Stop cleanly before this run's spending could exceed this many USD.", show_default=False),
+]
+CacheDir = Annotated[
+    str | None,
+    typer.Option(
+        help="Response cache directory (default: $MGHKIT_CACHE_DIR, else ~/.cache/mghkit).", show_default=False
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Estimate tokens and cost; send no request.")]
+Concurrency = Annotated[int, typer.Option(help="Requests in flight at once.")]
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@app.command()
+def brainstorm(
+    model: Model = "gpt-4o",
+    n_tasks: Annotated[int, typer.Option(help="Number of tasks to produce.")] = 40,
+    kinds: Annotated[
+        str, typer.Option(help="Comma-separated task kinds: short-long, long-short, long-long, short-short, sts.")
+    ] = "short-long,long-short,long-long,short-short,sts",
+    per_call: Annotated[int, typer.Option(help="Tasks asked for in one LLM call.")] = 5,
+    seed: Seed = 0,
+    out: Out = "-",
+    concurrency: Concurrency = 4,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    max_budget: MaxBudget = None,
+    dry_run: DryRun = False,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = None,
+    timeout: Timeout = 120.0,
+    max_retries: MaxRetries = 5,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Stage 1: an LLM brainstorms retrieval tasks of five kinds (Task records)."""
+    setup_synth(model)
+    from mghkit.synth.brainstorm import brainstorm as run
+
+    tasks = run(model, n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out, concurrency=concurrency,
+                rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base, api_key_env=api_key_env,
+                timeout=timeout, max_retries=max_retries, cache_dir=cache_dir, progress=True, check=False)  # fmt: skip
+    stats = tasks.stats
+    if stats.estimate is not None:
+        _say(_estimate_line(f"dry run: at least {stats.estimate.requests} calls", stats.estimate, cost_digits=4))
+        return
+    if stats.stop is None:
+        made = ", ".join(f"{k} {v}" for k, v in stats.made.items())
+        where = f" -> {out}" if out != "-" else ""
+        _say(f"brainstorm: {len(tasks)} tasks ({made}){where}; {stats.duplicates} near-duplicates removed; "
+             f"{stats.calls} calls, {stats.unusable_replies} unusable replies, {stats.bad_items} bad items")  # fmt: skip
+        if stats.shortfall:
+            _say(f"brainstorm: warning: only {len(tasks)} of {n_tasks} tasks after {stats.calls} calls "
+                 f"({stats.first_problem or 'the model kept repeating itself'}); try another --seed or --per-call")  # fmt: skip
+    _say(_usage_line(stats.usage))
+    tasks.check()
+
+
+@app.command()
+def generate(
+    tasks: In,
+    model: Model = "gpt-4o",
+    out: Out = "-",
+    per_task: Annotated[int, typer.Option(help="Triplets to generate per task.")] = 1,
+    rejects: Annotated[
+        str | None,
+        typer.Option(
+            help="Write replies that stayed unusable after one re-ask here (JSONL Reject records, with raw text and reason).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Seed = 0,
+    concurrency: Concurrency = 8,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    max_budget: MaxBudget = None,
+    dry_run: DryRun = False,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = None,
+    timeout: Timeout = 120.0,
+    max_retries: MaxRetries = 5,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Stage 2: for each task, a query, a positive and four graded hard negatives.
+
+    Results are appended as they arrive; rerunning the same command after any interruption
+    finishes the job (resume by id; cached answers are not paid for twice)."""
+    from mghkit.jsonl import check_distinct_outputs
+    from mghkit.synth.generate import generate as run
+    from mghkit.synth.generate import load_tasks
+
+    check_distinct_outputs(tasks, out=out, rejects=rejects)
+    task_list = load_tasks(tasks)  # a bad file stops here (exit 2): nothing sent, LiteLLM not even imported
+    setup_synth(model)
+    result = run(task_list, model, out=out, rejects=rejects, per_task=per_task, seed=seed, concurrency=concurrency,
+                 rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base,
+                 api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, cache_dir=cache_dir,
+                 progress=True, collect=False, check=False)  # fmt: skip
+    stats = result.stats
+    if stats.estimate is not None:
+        head = (f"dry run: {stats.estimate.requests:,} requests ({stats.planned:,} planned, "
+                f"{stats.resumed:,} already done)")  # fmt: skip
+        _say(_estimate_line(head, stats.estimate, cost_digits=2, per_million=True))
+        return
+    parts = [f"generate: {stats.written:,} new triplets" + (f" -> {out}" if out != "-" else "")]
+    if stats.resumed:
+        parts.append(f"{stats.resumed:,} were already done")
+    if stats.rejected:
+        dest = f" -> {rejects}" if rejects else " (not kept: pass --rejects FILE to keep them)"
+        top = ", ".join(f"{k} x{v}" for k, v in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:3])
+        parts.append(f"{stats.rejected:,} rejected{dest} [{top}]")
+    if stats.reasked:
+        parts.append(f"{stats.reasked:,} needed a re-ask")
+    if stats.undone:
+        parts.append(f"{stats.undone:,} not done (rerun to finish)")
+    _say("; ".join(parts))
+    _say(_usage_line(stats.usage))
+    result.check()
+
+
+def _usage_line(usage: Usage) -> str:
+    """One line of totals: requests, cache hits, retries, tokens, cost."""
+    s = usage.client
+    cost = f"cost ${s.cost_usd:.4f} this run" if usage.price_known else f"cost $0 (price unknown for {usage.model})"
+    return (f"requests {s.requests:,} sent, {s.cache_hits:,} from cache, {s.retries:,} retries; "
+            f"tokens {s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion; {cost}")  # fmt: skip
+
+
+def _estimate_line(head: str, e: Estimate, *, cost_digits: int, per_million: bool = False) -> str:
+    line = f"{head}; about {e.prompt_tokens:,} prompt + {e.completion_tokens:,} completion tokens"
+    if e.cost_usd is not None and e.price_in is not None and e.price_out is not None:
+        line += f"; estimated cost ${e.cost_usd:.{cost_digits}f} at {e.model} prices"
+        if per_million:
+            line += f" (${e.price_in * 1e6:.2f} in / ${e.price_out * 1e6:.2f} out per 1M tokens)"
+    else:
+        line += f"; cost unknown (no price for {e.model} in LiteLLM's table)"
+    return line + "; no request was sent"

@@ -1,0 +1,159 @@
+"""``mghkit.fine_tune``: contrastive fine-tuning from records or a file to a run dir (the
+``mghkit train`` command calls exactly this). No torch import until the data is checked.
+
+    >>> import mghkit
+    >>> run = mghkit.fine_tune(triplets, base_model="local", steps=24, out="runs/x")  # doctest: +SKIP
+    >>> run.final_loss, run.out                                                      # doctest: +SKIP
+    (0.61, PosixPath('runs/x'))
+    >>> vectors = run.encoder().encode(["sodium latin name"])                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mghkit.errors import UsageError
+from mghkit.jsonl import dumps, write_text_atomic
+from mghkit.train.args import make_args
+from mghkit.train.rundir import DATA_FILE
+
+if TYPE_CHECKING:
+    from mghkit.model.encoder import Encoder
+    from mghkit.schema import Example, Triplet
+
+__all__ = ["TrainResult", "fine_tune"]
+
+
+@dataclass
+class TrainResult:
+    """What a training call did: the run dir, the step it reached, its losses."""
+
+    out: Path
+    steps: int  # the last step trained (equals total_steps once finished)
+    total_steps: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)  # this call's (a resumed run: from the resume point)
+    seconds: float = 0.0
+    finished: bool = True  # False: stopped early (stop_after); continue with resume=True
+
+    def encoder(self, **overrides: Any) -> Encoder:
+        """The trained encoder (``mghkit.load_encoder(out, **overrides)``)."""
+        if not self.finished:
+            raise UsageError(f"{self.out}: the run stopped at step {self.steps} of {self.total_steps}; resume it first")
+        from mghkit.model.encoder import load_encoder
+
+        return load_encoder(str(self.out), **overrides)
+
+
+def fine_tune(
+    examples: Iterable[Example | Triplet | dict[str, Any]] | str | os.PathLike[str] | None,
+    *,
+    base_model: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    steps: int | None = None,
+    schedule: str | None = None,
+    pooling: str | None = None,
+    causal: bool | None = None,
+    max_length: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    grad_accum: int | None = None,
+    grad_cache: bool | None = None,
+    lr: float | None = None,
+    warmup_steps: int | None = None,
+    weight_decay: float | None = None,
+    max_grad_norm: float | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+    lora: bool | None = None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    lora_dropout: float | None = None,
+    lora_dtype: str | None = None,
+    quantize: str | None = None,
+    gradient_checkpointing: bool | None = None,
+    dtype: str | None = None,
+    save_every: int | None = None,
+    keep_checkpoints: int | None = None,
+    resume: bool | None = None,
+    stop_after: int | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    extra: dict[str, Any] | None = None,
+    preset: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune ``base_model`` with InfoNCE on ``examples`` and write a run dir to ``out``.
+
+    ``examples``: curriculum ``Example`` records (trained in their order), ``Triplet`` records
+    (ordered by ``schedule``), dicts of either, or a path to such a JSONL file. Records are
+    written to ``OUT/training_data.jsonl``, so the run can be resumed and replayed like a file.
+    ``None``: the training file named by ``config``.
+
+    Every other keyword is a ``TrainArgs`` field (``mghkit train --help`` lists them with their
+    defaults): None means "not given", and the value then comes from ``config`` (a run's
+    ``training_args.json``), else from ``preset`` (``"paper"``), else from the defaults
+    (``base_model="local"``, ``out="runs/mghkit"``, ``batch_size=8``...). ``progress`` shows a
+    progress display on stderr. Returns a :class:`TrainResult`; ``.encoder()`` loads the model.
+
+    Bad data or options raise ``UsageError`` / ``InputError`` before torch is imported. The
+    caller's random state and torch thread count are left as they were.
+    """
+    given = {"base_model": base_model, "out": None if out is None else str(out), "steps": steps, "schedule": schedule,
+             "pooling": pooling, "causal": causal, "max_length": max_length, "epochs": epochs,
+             "batch_size": batch_size, "grad_accum": grad_accum, "grad_cache": grad_cache, "lr": lr,
+             "warmup_steps": warmup_steps, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
+             "temperature": temperature, "seed": seed, "lora": lora, "lora_r": lora_r, "lora_alpha": lora_alpha,
+             "lora_dropout": lora_dropout, "lora_dtype": lora_dtype, "quantize": quantize,
+             "gradient_checkpointing": gradient_checkpointing, "dtype": dtype, "save_every": save_every,
+             "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
+             "device": device, "extra": extra}  # fmt: skip
+    if examples is None or isinstance(examples, str | os.PathLike):
+        args = make_args(None if examples is None else os.fspath(examples), given, preset=preset, config=config)
+    else:
+        records = _records_text(examples)
+        args = make_args(DATA_FILE, given, preset=preset, config=config)
+        args = replace(args, data=str(Path(args.out) / DATA_FILE))
+        _write_records(Path(args.data), records, resume=args.resume, out=args.out)
+
+    from mghkit.train.data import prepare
+
+    prepared = prepare(args)  # the whole file is checked before torch is imported (fails in seconds)
+    from mghkit.train.loop import train
+
+    return train(args, prepared=prepared, progress=progress)
+
+
+def _records_text(examples: Iterable[Any]) -> str:
+    """JSONL text of in-memory records (pydantic records or dicts)."""
+    if isinstance(examples, dict):
+        raise UsageError("examples: expected a list of records (Example, Triplet or dicts) or a path, got one dict")
+    lines = []
+    for i, rec in enumerate(examples):
+        if hasattr(rec, "model_dump"):
+            obj = rec.model_dump(mode="json", exclude_none=True)
+        elif isinstance(rec, dict):
+            obj = rec
+        else:
+            raise UsageError(f"examples[{i}]: expected an Example, a Triplet or a dict, got {type(rec).__name__}")
+        lines.append(dumps(obj) + "\n")
+    return "".join(lines)
+
+
+def _write_records(path: Path, text: str, *, resume: bool, out: str) -> None:
+    """Write the training file into the run dir (after checking the dir can take the run); a
+    resumed run must bring the same records."""
+    from mghkit.train.data import check_out
+
+    check_out(out, resume=resume)
+    if resume and path.exists():
+        if path.read_text(encoding="utf-8") != text:
+            raise UsageError(f"{out}: resume with other examples than the run's {DATA_FILE}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
