@@ -1,7 +1,7 @@
 """`eval` on a subset of the bundled suite: wall time per model, encoding throughput, ATA vs mean.
 
 Each repeat runs every row once, side by side (interleaved), through the library entry point
-``run_eval`` (mteb scoring included, model loading included, no disk cache so every text is
+``mghkit.evaluate`` (mteb scoring included, model loading included, no disk cache so every text is
 encoded). Rows: all-MiniLM-L6-v2, the embedded decoder (``local``) with mean pooling, the same with
 ATA pooling (each on its own, so the ATA/mean ratio is the real cost of ATA in a whole eval), the
 three poolings in one run (mean, last, ata sharing one forward pass), and BM25.
@@ -19,7 +19,8 @@ import statistics
 import time
 from typing import Any
 
-from mghkit.evaluation.run import EvalSpec, run_eval
+from mghkit.cli.setup import setup_eval
+from mghkit.evaluation.run import EvalReport, evaluate
 
 ROWS: dict[str, dict[str, Any]] = {
     "minilm": {"models": ["minilm"]},
@@ -30,12 +31,13 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 
 
-def _spec(size: tuple[int, int, int], **row: Any) -> EvalSpec:
+def _evaluate(size: tuple[int, int, int], **row: Any) -> EvalReport:
     q, d, p = size
-    return EvalSpec(max_queries=q, max_docs=d, max_pairs=p, max_length=128, batch_size=8, threads=1, cache=False, **row)
+    return evaluate(max_queries=q, max_docs=d, max_pairs=p, max_length=128, batch_size=8, cache=False, **row)
 
 
 def run() -> str:
+    setup_eval(threads=1)  # as `mghkit eval --threads 1`: one torch thread (steadier on a shared machine), quiet
     repeats = int(os.environ.get("MGHKIT_BENCH_REPEATS", "4"))
     q, d, p = (int(x) for x in os.environ.get("MGHKIT_BENCH_EVAL_SIZE", "20,40,40").split(","))
     size = (q, d, p)
@@ -44,17 +46,16 @@ def run() -> str:
     texts: dict[str, int] = {}
     scores: dict[str, dict[str, float]] = {}
     for row in ROWS.values():  # warm-up, not timed: first imports, first model loads, file caches
-        run_eval(_spec((2, 4, 4), **row))
+        _evaluate((2, 4, 4), **row)
     for _ in range(repeats):
         for name, row in ROWS.items():
             t0 = time.perf_counter()
-            report = run_eval(_spec(size, **row))
+            report = _evaluate(size, **row)
             wall[name].append(time.perf_counter() - t0)
-            encodings = [r.get("encoding") or {} for r in report["rows"]]
+            encodings = [r.get("encoding") or {} for r in report.rows]
             enc_s[name].append(sum(e.get("encode_seconds", 0.0) for e in encodings))
             texts[name] = sum(e.get("texts_encoded", 0) for e in encodings)
-            for r in report["rows"]:
-                scores[r["label"]] = {t: v["main_score"] for t, v in r["results"].items()}
+            scores.update(report.scores())
     ratio = [a / m for a, m in zip(wall["local [ata]"], wall["local [mean]"], strict=True)]
     enc_ratio = [a / m for a, m in zip(enc_s["local [ata]"], enc_s["local [mean]"], strict=True)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -63,7 +64,7 @@ def run() -> str:
         "",
         f"Subset of the bundled suite: man-pages retrieval {q} queries / {d} documents, SimLex-999 {p} pairs "
         f"(seed 0), max length 128, batch 8, 1 torch thread, no disk cache; one untimed warm-up of every row, "
-        f"then {repeats} interleaved repeats, medians. Wall = the whole `run_eval` (model load, encoding, mteb scoring). Load average at the end: "
+        f"then {repeats} interleaved repeats, medians. Wall = the whole `evaluate` (model load, encoding, mteb scoring). Load average at the end: "
         f"{load:.1f} on {os.cpu_count()} CPUs.",
         "",
         "| row | wall s (median) | wall s per repeat | encode s (median) | texts encoded | texts/s |",

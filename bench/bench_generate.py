@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from mghkit.cli.setup import setup_synth
 from mghkit.llm import ClientConfig, open_client
 from mghkit.schema import Task
-from mghkit.synth.generate import RunOptions, run_generate
+from mghkit.synth.generate import generate
 
 LATENCY = 0.2
 CONCURRENCY = 32
@@ -64,10 +65,9 @@ CPU: dict[str, float] = {}  # CPU seconds of this process (all threads) for the 
 
 
 def _run(tasks: Path, url: str, cache: Path, out: Path) -> float:
-    cfg = ClientConfig(model="openai/bench", api_base=url, cache_dir=cache, timeout=30, max_retries=3)
-    opts = RunOptions(out=str(out), per_task=1, concurrency=CONCURRENCY, progress=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    run_generate(tasks, cfg, opts)
+    generate(tasks, "openai/bench", api_base=url, cache_dir=cache, timeout=30, max_retries=3, out=out, per_task=1,
+             concurrency=CONCURRENCY, progress=True, collect=False)  # fmt: skip
     CPU["last"] = time.process_time() - c0
     return time.perf_counter() - t0
 
@@ -117,6 +117,7 @@ def _http_only(url: str, n: int, tag: str) -> float:
 
 
 def run() -> str:
+    setup_synth()  # as `mghkit generate` does: LiteLLM offline and quiet, its import frozen out of the gc
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

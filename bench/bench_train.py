@@ -3,7 +3,7 @@ GradCache at an effective batch of 512 vs a plain batch of 512.
 
 Every configuration runs in its own subprocess (so peak RSS is its own), alternating, repeated.
 
-1. Throughput: the same model, data and batch through ``mghkit.train.loop.train`` and through
+1. Throughput: the same model, data and batch through ``mghkit.fine_tune`` and through
    ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 50 = 1/0.02), both
    with the same LoRA (r 16 on q,k,v,o,gate,up,down), fp32, no gradient checkpointing, mean
    pooling, (query, positive, hard negative) triplets from the bundled man-pages set.
@@ -43,16 +43,15 @@ def _peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------- data
 def write_data(folder: Path, n: int) -> Path:
     """A one-stage curriculum file of ``n`` man-pages examples (BM25 'high' negatives)."""
-    from mghkit.paths import bundled_eval_dir
-    from mghkit.train.recipes import mine_triplets, read_beir, split_queries
+    from mghkit.demo import manpages_split
+    from mghkit.mining import mine
 
-    data = read_beir(bundled_eval_dir() / "manpages-retrieval")
-    train_q, _ = split_queries(sorted(data.queries))
+    split = manpages_split(0)
     path = folder / "bench.jsonl"
     with path.open("w") as fp:
-        for t in mine_triplets(data, train_q[:n], set()):
-            rec = {"id": t["id"], "stage": 1, "level": "high", "instruction": t["instruction"], "query": t["query"],
-                   "positive": t["positive_example"], "negative": t["hard_negative_examples"][0]["text"]}  # fmt: skip
+        for t in mine(split.train_pairs[:n], corpus=list(split.corpus.values())):
+            rec = {"id": t.id, "stage": 1, "level": "high", "instruction": t.instruction, "query": t.query,
+                   "positive": t.positive_example, "negative": t.hard_negative_examples[0].text}  # fmt: skip
             fp.write(json.dumps(rec) + "\n")
     return path
 
@@ -88,12 +87,11 @@ def write_synthetic(folder: Path, n: int, words: int = 20) -> Path:
 
 # ----------------------------------------------------------------------------- workers
 def worker_mghkit(data: str, out: str, model: str, steps: int, maxlen: int, extra: dict[str, Any]) -> dict[str, Any]:
-    from mghkit.train.args import make_args
-    from mghkit.train.loop import train
+    from mghkit.train.run import fine_tune
 
     given = dict(out=out, base_model=model, steps=steps, batch_size=BATCH, max_length=maxlen, save_every=10**6,
                  gradient_checkpointing=False, warmup_steps=0, pooling="mean") | extra  # fmt: skip
-    train(make_args(data, given))
+    fine_tune(data, progress=False, **given)
     rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     steady = rows[2:] or rows
     return {"step_s": statistics.median(r["step_s"] for r in steady),
@@ -151,12 +149,11 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int) -> dict[
 
 
 def worker_memory(data: str, out: str, model: str, batch: int, accum: int, grad_cache: bool) -> dict[str, Any]:
-    from mghkit.train.args import make_args
-    from mghkit.train.loop import train
+    from mghkit.train.run import fine_tune
 
     t0 = time.perf_counter()
-    train(make_args(data, dict(out=out, base_model=model, steps=1, batch_size=batch, grad_accum=accum,
-                               grad_cache=grad_cache, max_length=64, gradient_checkpointing=False, pooling="mean")))  # fmt: skip
+    fine_tune(data, out=out, base_model=model, steps=1, batch_size=batch, grad_accum=accum, grad_cache=grad_cache,
+              max_length=64, gradient_checkpointing=False, pooling="mean", progress=False)  # fmt: skip
     return {"peak_rss_mb": _peak_rss_mb(), "seconds": time.perf_counter() - t0}
 
 
@@ -244,6 +241,9 @@ def run() -> str:
 def _worker_main(kind: str, kw: dict[str, Any]) -> None:
     import torch
 
+    from mghkit.cli.setup import setup_model
+
+    setup_model()
     torch.set_num_threads(int(os.environ.get("BENCH_TRAIN_THREADS", os.cpu_count() or 1)))
     fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory}[kind]
     print(json.dumps(fn(**kw)))

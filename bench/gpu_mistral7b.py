@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-PAPER_STEPS = 1600  # ~1,600 steps at effective batch 512 (../shared/METHOD.md)
+PAPER_STEPS = 1600  # ~1,600 steps at effective batch 512 (docs/method.md section 4)
 PAPER_BATCH = 512
 PEAK_BF16 = {"cuda": 989.4e12}  # dense bf16 of an H100/H200 SXM (datasheet)
 
@@ -104,8 +104,8 @@ def random_batch(n: int, seq: int, vocab: int, generator: torch.Generator) -> di
 def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device: torch.device,
                 profile: bool = False) -> dict[str, float]:  # fmt: skip
     from mghkit.train.gradcache import accumulate_backward, grad_cache_backward
-    from mghkit.train.loss import info_nce
     from mghkit.train.lora import trainable_parameters
+    from mghkit.train.loss import info_nce
 
     model = encoder.model  # type: ignore[attr-defined]
     params = trainable_parameters(model)

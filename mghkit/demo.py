@@ -5,9 +5,12 @@
 brainstorm -> generate -> validate -> curriculum -> train -> pool-inspect -> eval, each step a
 real `mghkit` command (its log in OUT/logs/). The synthetic triplets of the embedded 135M LLM are
 weak, so - as in the paper's "MGH + public data" setting - training also uses triplets built
-from the training split of the bundled man-pages set (BM25-mined, graded negatives), and eval
-scores the untrained and the trained model on the held-out man-pages queries and SimLex-999.
-The demo ends with one summary table (also in OUT/summary.json).
+from the training split of the bundled man-pages set (graded negatives mined with BM25 by
+``mghkit.mining.mine``), and eval scores the untrained and the trained model on the held-out
+man-pages queries and SimLex-999. The demo ends with one summary table (also in OUT/summary.json).
+
+The man-pages split (:func:`manpages_split`) is shared with the learning check
+(bench/recipe_manpages.py) and its CI-sized test.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mghkit.jsonl import JsonlWriter
+from mghkit.hashing import seeded_int
+from mghkit.jsonl import JsonlWriter, write_json_atomic, write_text_atomic
 from mghkit.paths import bundled_eval_dir
+
+MANPAGES_INSTRUCTION = "Given the one-line summary of a Linux manual page, retrieve the page's description"
 
 
 def _run(name: str, args: list[str], out: Path, timings: dict[str, float]) -> None:
@@ -50,25 +57,89 @@ def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
         writer.write_all(records)
 
 
+def split_queries(qids: list[str], heldout: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, held-out) by sha256 of (seed, query id): stable under reordering and additions.
+
+    >>> train, test = split_queries([f"q{i}" for i in range(1000)], 0.2)
+    >>> len(test) in range(150, 250), set(train).isdisjoint(test)
+    (True, True)
+    """
+    cut = int(heldout * 2**64)
+    test = [q for q in qids if seeded_int(seed, q) < cut]
+    train = [q for q in qids if seeded_int(seed, q) >= cut]
+    return train, test
+
+
+@dataclass
+class PublicSplit:
+    """A BEIR set split by query: training pairs and a corpus without the held-out queries' documents."""
+
+    corpus: dict[str, str]  # doc id -> "title text"
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    train_pairs: list[dict[str, str]]  # {id, query, positive, instruction}: input of mghkit.mining.mine
+    train_corpus: list[dict[str, str]]  # {_id, text}: every document not relevant to a held-out query
+    test_qids: list[str]
+    held_docs: set[str]
+
+
+def manpages_split(seed: int = 0, *, heldout: float = 0.2, max_test: int | None = None,
+                   beir: str | Path | None = None) -> PublicSplit:  # fmt: skip
+    """Split the bundled man-pages set (or ``beir``) into training pairs and held-out queries.
+    Documents relevant to held-out queries are kept out of training entirely (neither positives
+    nor negatives), so the held-out score is clean."""
+    from mghkit.evaluation.data import read_beir
+
+    data = read_beir(beir or bundled_eval_dir() / "manpages-retrieval")
+    corpus = {d: f"{title} {text}".strip() for d, (title, text) in data.corpus.items()}
+    train_q, test_q = split_queries(sorted(data.queries), heldout, seed)
+    test_q = test_q[:max_test] if max_test else test_q
+    held = {d for q in test_q for d in data.qrels.get(q, {})}
+    pairs = []
+    for q in train_q:
+        positives = [d for d in data.qrels.get(q, {}) if d in corpus and d not in held]
+        if positives:
+            pairs.append({"id": q, "query": data.queries[q], "positive": corpus[positives[0]],
+                          "instruction": MANPAGES_INSTRUCTION})  # fmt: skip
+    docs = [{"_id": d, "text": text} for d, text in corpus.items() if d not in held]
+    return PublicSplit(corpus, data.queries, data.qrels, pairs, docs, test_q, held)
+
+
+def mine_public_triplets(split: PublicSplit, seed: int = 0) -> list[Any]:
+    """BM25-graded triplets of the training pairs (ids ``manpages-<query id>``)."""
+    from mghkit.mining import mine
+
+    triplets = mine(split.train_pairs, corpus=split.train_corpus, seed=seed, kind="short-long")
+    for t in triplets:
+        t.meta["query_id"] = t.id
+        t.id = f"manpages-{t.id}"
+    return triplets
+
+
+def eval_subset(split: PublicSplit, max_docs: int | None, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Held-out queries and the corpus to rank: every relevant doc of those queries plus a
+    deterministic sample of the others, up to ``max_docs`` (None: the full corpus)."""
+    qids = [q for q in split.test_qids if q in split.qrels]
+    if max_docs is None:
+        return qids, list(split.corpus)
+    must = sorted({d for q in qids for d in split.qrels[q] if d in split.corpus})
+    others = sorted((d for d in split.corpus if d not in set(must)), key=lambda d: seeded_int(seed, d))
+    return qids, must + others[: max(0, max_docs - len(must))]
+
+
 def prepare_public_data(out: Path, *, heldout_queries: int, eval_docs: int, seed: int) -> tuple[Path, Path, str]:
     """Man-pages training-split triplets and a held-out BEIR dir; returns (triplets, beir dir, instruction)."""
-    from mghkit.train.recipes import INSTRUCTION, eval_subset, mine_triplets, read_beir, split_queries
-
-    data = read_beir(bundled_eval_dir() / "manpages-retrieval")
-    train_q, test_q = split_queries(sorted(data.queries), 0.2, seed)
-    test_q = test_q[:heldout_queries]
-    held_docs = {d for q in test_q for d in data.qrels.get(q, {})}
-    triplets = mine_triplets(data, train_q, held_docs, seed)
+    split = manpages_split(seed, max_test=heldout_queries)
     public = out / "public-triplets.jsonl"
-    _write_jsonl(public, triplets)
-    qids, doc_ids = eval_subset(data, test_q, eval_docs, seed)
+    _write_jsonl(public, mine_public_triplets(split, seed))
+    qids, doc_ids = eval_subset(split, eval_docs, seed)
     beir = out / "manpages-heldout"
     (beir / "qrels").mkdir(parents=True, exist_ok=True)
-    _write_jsonl(beir / "corpus.jsonl", [{"_id": d, "title": "", "text": data.corpus[d]} for d in doc_ids])
-    _write_jsonl(beir / "queries.jsonl", [{"_id": q, "text": data.queries[q]} for q in qids])
-    rows = [f"{q}\t{d}\t{s}" for q in qids for d, s in data.qrels[q].items()]
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
-    return public, beir, INSTRUCTION
+    _write_jsonl(beir / "corpus.jsonl", [{"_id": d, "title": "", "text": split.corpus[d]} for d in doc_ids])
+    _write_jsonl(beir / "queries.jsonl", [{"_id": q, "text": split.queries[q]} for q in qids])
+    rows = [f"{q}\t{d}\t{s}" for q in qids for d, s in split.qrels[q].items()]
+    write_text_atomic(beir / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+    return public, beir, MANPAGES_INSTRUCTION
 
 
 def _count(path: Path) -> int:
@@ -76,16 +147,17 @@ def _count(path: Path) -> int:
 
 
 def _reject_reasons(*paths: Path, top: int = 3) -> str:
-    """The most common reject reasons across reject files, e.g. 'duplicate_query 3, query 2'."""
+    """The most common reject reasons across reject files (mghkit.schema.Reject records, as
+    generate and validate write them), e.g. 'duplicate_query 3, query 2'."""
     from collections import Counter
+
+    from mghkit.jsonl import read_jsonl
+    from mghkit.schema import Reject
 
     counts: Counter[str] = Counter()
     for path in paths:
-        for line in path.open(encoding="utf-8") if path.exists() else []:
-            rec = json.loads(line)
-            reasons = rec.get("reasons") or [rec.get("reason")]
-            for r in reasons:
-                counts[r.get("code", "?") if isinstance(r, dict) else str(r).split(":")[0]] += 1
+        for reject in read_jsonl(path, Reject) if path.exists() else []:
+            counts.update(reject.codes())
     return ", ".join(f"{k} {v}" for k, v in counts.most_common(top)) or "-"
 
 
@@ -194,12 +266,12 @@ def main(argv: list[str] | None = None) -> None:
                           "--html", str(out / "pool-inspect.html")], out, timings)  # fmt: skip
     sts = out / "simlex-subset.jsonl"
     lines = (bundled_eval_dir() / "simlex999-sts" / "test.jsonl").read_text(encoding="utf-8").splitlines()
-    sts.write_text("\n".join(lines[: a.sts_pairs]) + "\n", encoding="utf-8")
+    write_text_atomic(sts, "\n".join(lines[: a.sts_pairs]) + "\n")
     _run("eval", ["eval", "--model", "local", "--model", str(out / "run"), "--beir", str(beir), "--sts", str(sts),
                   "--instruction", instruction, "--max-length", str(a.max_length),
                   "--out", str(out / "eval.json")], out, timings)  # fmt: skip
     summary = summarize(out, timings)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "summary.json", summary)
     print_summary(summary)
     print(f"artefacts in {out}/ (logs in {out}/logs/)", file=sys.stderr)
 

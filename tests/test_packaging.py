@@ -229,6 +229,23 @@ def test_light_core_runs_validate_and_curriculum(tmp_path):
     assert stages == sorted(stages) and len(stages) == 20
 
 
+def test_light_core_runs_mine(tmp_path):
+    """BM25 mining (a library function) needs nothing beyond the core either."""
+    code = (
+        f"CORE_REQUIRES = {PYPROJECT['project']['dependencies']!r}\n"
+        + CORE_ONLY
+        + textwrap.dedent("""
+        import mghkit
+        docs = [f"page {i}: " + " ".join(f"w{j}" for j in range(i % 7, 40, 3)) for i in range(200)]
+        [t] = mghkit.mine([{"query": "w2 w5 w8 w11", "positive": docs[2]}], corpus=docs)
+        assert len(t.hard_negative_examples) == 4
+        """)
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_the_core_only_guard_does_block_heavy_imports(tmp_path):
     """The check above means something: under the same guard, train cannot import torch."""
     code = f"CORE_REQUIRES = {PYPROJECT['project']['dependencies']!r}\n" + CORE_ONLY + "import torch\n"

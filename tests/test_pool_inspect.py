@@ -103,3 +103,18 @@ def test_real_model_shows_anchor_tokens():
     assert top["position"] == 0 or top["text"] == "<|im_end|>", tokens
     assert top["weight"] > 2 * top["mean"]  # clearly above what mean pooling gives it
     assert run_cli("pool-inspect", "--check").returncode == 0
+
+
+def test_library_returns_data_and_pure_renderings(tiny):
+    """No printing in the library: weights as records, the views as rich renderables and HTML text."""
+    from mghkit.pool_inspect import inspect_texts, load_for_inspect, render_html, render_rich, to_document
+
+    enc = load_for_inspect(tiny, pooling="ata")
+    docs = inspect_texts(enc, ["sodium latin name"], instruction="Retrieve passages")
+    [doc] = docs
+    pooled = [t for t in doc.tokens if t.pooled]
+    assert abs(sum(t.weight for t in pooled) - 1) < 1e-4 and doc.top(2)[0].weight >= doc.top(2)[1].weight
+    assert to_document(docs, enc, tiny)["texts"][0]["tokens"][0]["position"] == 0
+    page = render_html(docs, "ata", tiny, top=3)
+    assert page.startswith("<!doctype html>") and page.count("<span") == len(doc.tokens)
+    assert len(render_rich(docs, "ata", top=3)) == 2  # the coloured line and the top-tokens table

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover
 
 from mghkit import __version__
 from mghkit.cli.app import app
-from mghkit.cli.setup import setup_common
+from mghkit.cli.setup import Terminated, setup_common
 from mghkit.errors import MghkitError
 
 # Errors of the file system, not of mghkit: reported as one line (exit 1), never a traceback.
@@ -88,6 +88,8 @@ def main() -> None:
         fail("aborted", 130)
     except ClickExit as e:
         raise SystemExit(e.exit_code) from None
+    except Terminated:
+        fail("terminated", 143)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except BrokenPipeError:  # e.g. `mghkit ... | head`

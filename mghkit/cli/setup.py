@@ -7,8 +7,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+from typing import Any
 
 
 def setup_common(verbose: bool = False) -> None:
@@ -21,6 +24,17 @@ def setup_common(verbose: bool = False) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so every ``with`` block cleans up (temp files
+    removed, locks released, worker processes stopped) as it does for Ctrl-C."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def setup_synth(model: str | None = None) -> None:
@@ -32,8 +46,8 @@ def setup_synth(model: str | None = None) -> None:
     # its pydantic models warn about ReadOnly TypedDict items at import and on first use
     warnings.filterwarnings("ignore", message=".*ReadOnly.*", category=UserWarning)
     if model == "local":
-        # OpenMP's default busy-waiting makes llama.cpp 10-40x slower on a shared, oversubscribed
-        # machine; read when libgomp loads, i.e. before the model's first call
+        # OpenMP threads wait passively (read when libgomp loads, i.e. before the model's first
+        # call): with it the embedded model runs two threads, without it one (mghkit.llm.local)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         return
     from mghkit.llm.client import litellm_module

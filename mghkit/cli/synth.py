@@ -119,7 +119,7 @@ def generate(
     rejects: Annotated[
         str | None,
         typer.Option(
-            help="Write replies that stayed unusable after one re-ask here (JSONL Reject records, with raw text and reason).",
+            help="Write replies that stayed unusable after one re-ask here (JSONL, with raw text and reason).",
             show_default=False,
         ),
     ] = None,

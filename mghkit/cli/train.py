@@ -16,12 +16,13 @@ import typer
 
 from mghkit.cli.app import app
 from mghkit.cli.setup import setup_model
-from mghkit.train.args import describe_default
+from mghkit.train.args import describe_default, describe_presets
 
 
 def _opt(name: str, help: str, *flags: str) -> Any:
-    """A ``typer.Option`` for TrainArgs field ``name``, its default shown from the dataclass."""
-    return typer.Option(*flags, help=help, show_default=describe_default(name))
+    """A ``typer.Option`` for TrainArgs field ``name`` whose help ends with the dataclass default
+    (the option itself defaults to None: "not given")."""
+    return typer.Option(*flags, help=f"{help}  [default: {describe_default(name)}]", show_default=False)
 
 
 @app.command()
@@ -44,13 +45,11 @@ def train(
     out: Annotated[
         str | None, _opt("out", "Run directory (a model for pool-inspect and eval when done).", "--out", "-o")
     ] = None,
-    base_model: Annotated[str | None, _opt("base_model", "'local' (embedded SmolLM2-135M), a HF id or model dir.")] = None,
+    base_model: Annotated[
+        str | None, _opt("base_model", "'local' (embedded SmolLM2-135M), a HF id or model dir.")
+    ] = None,
     preset: Annotated[
-        str | None,
-        typer.Option(
-            help="'paper': Mistral-7B-Instruct-v0.2, batch 64, grad-accum 8, lr 2e-4, 300 warmup, max length 512.",
-            show_default=False,
-        ),
+        str | None, typer.Option(help=f"{describe_presets()}. Options given win.", show_default=False)
     ] = None,
     schedule: Annotated[
         str | None, _opt("schedule", "Triplet files: coarse-to-fine, fine-to-coarse, random, fixed:<level>.")
@@ -66,8 +65,11 @@ def train(
     grad_accum: Annotated[int | None, _opt("grad_accum", "Micro-batches per optimizer step.")] = None,
     grad_cache: Annotated[
         bool | None,
-        _opt("grad_cache", "GradCache: the contrastive batch is batch x grad-accum (about 2x compute).",
-             "--grad-cache/--no-grad-cache"),  # fmt: skip
+        _opt(
+            "grad_cache",
+            "GradCache: the contrastive batch is batch x grad-accum (about 2x compute).",
+            "--grad-cache/--no-grad-cache",
+        ),
     ] = None,
     lr: Annotated[float | None, _opt("lr", "Peak learning rate.")] = None,
     warmup_steps: Annotated[int | None, _opt("warmup_steps", "Linear warmup steps, then linear decay.")] = None,
@@ -84,14 +86,20 @@ def train(
     lora_dropout: Annotated[float | None, _opt("lora_dropout", "LoRA dropout.")] = None,
     lora_dtype: Annotated[
         str | None,
-        _opt("lora_dtype", "float32 (peft's default) or base: LoRA weights in the model's dtype, 1.36x faster for "
-             "Mistral-7B bf16 on an H200 (docs/training.md)."),  # fmt: skip
+        _opt(
+            "lora_dtype",
+            "float32 (peft's default) or base: LoRA weights in the model's dtype, 1.36x faster for "
+            "Mistral-7B bf16 on an H200 (docs/training.md).",
+        ),
     ] = None,
     quantize: Annotated[str | None, _opt("quantize", "4bit or 8bit: QLoRA with bitsandbytes.")] = None,
     gradient_checkpointing: Annotated[
         bool | None,
-        _opt("gradient_checkpointing", "Non-reentrant activation checkpointing.",
-             "--gradient-checkpointing/--no-gradient-checkpointing"),  # fmt: skip
+        _opt(
+            "gradient_checkpointing",
+            "Non-reentrant activation checkpointing.",
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+        ),
     ] = None,
     dtype: Annotated[str | None, _opt("dtype", "float32, bfloat16, float16.")] = None,
     save_every: Annotated[int | None, _opt("save_every", "Checkpoint every N steps (and at the end).")] = None,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def evaluate(
 
     BM25 on a subset of the bundled suite (no model needed):
 
-    >>> report = evaluate([], baselines=["bm25"], max_queries=5, max_docs=20, max_pairs=4)
+    >>> report = evaluate([], baselines=["bm25"], max_queries=5, max_docs=20, max_pairs=4, cache=False)
     >>> [t["name"] for t in report.tasks], list(report.scores())
     (['manpages-retrieval', 'simlex999-sts'], ['bm25'])
     >>> 0 < report.scores()["bm25"]["manpages-retrieval"] <= 1
@@ -107,6 +108,11 @@ def evaluate(
         log.info("no model given: using `local` (the embedded SmolLM2-135M decoder)")
     if spec.bundled:
         log.info("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
+    with _random_state_kept(spec.seed):
+        return _run(spec, beir_data, sts_data, out)
+
+
+def _run(spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | Path | None) -> EvalReport:
     import mteb
     import torch
 
@@ -125,29 +131,47 @@ def evaluate(
     for m, label in zip(spec.models, labels, strict=True):
         unique.setdefault(_key(m), (m, label))
     try:
-        with torch.random.fork_rng(devices=[]):  # deterministic; the caller's random state is left as it was
-            torch.default_generator.manual_seed(spec.seed)
-            for model, label in unique.values():
-                from mghkit.evaluation.models import load_rows
+        for model, label in unique.values():
+            from mghkit.evaluation.models import load_rows
 
-                for row in load_rows(model, label, spec, store):
-                    try:
-                        _evaluate_row(mteb, row, run_tasks, spec.batch_size, report)
-                    finally:
-                        row.encoder.close()
-                    _save(report, out)
-            for b in dict.fromkeys(spec.baselines):
-                from mghkit.evaluation.bm25 import BM25Search
-                from mghkit.evaluation.models import Row
-
-                row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
-                _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report)
+            for row in load_rows(model, label, spec, store):
+                try:
+                    _evaluate_row(mteb, row, run_tasks, spec.batch_size, report)
+                finally:
+                    row.encoder.close()
                 _save(report, out)
+        for b in dict.fromkeys(spec.baselines):
+            from mghkit.evaluation.bm25 import BM25Search
+            from mghkit.evaluation.models import Row
+
+            row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
+            _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report)
+            _save(report, out)
     finally:
         store.close()
     if out is not None and str(out) == "-":
         report.save(out)
     return report
+
+
+@contextmanager
+def _random_state_kept(seed: int) -> Iterator[None]:
+    """Seeded inside, and the caller's random streams as they were afterwards: mteb seeds the
+    global generators of python, numpy and torch whenever it builds a task or an evaluator."""
+    import random
+
+    import numpy as np
+    import torch
+
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.default_generator.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -12,9 +12,10 @@ A 135M model writes weak data, and constrained decoding can still loop until ``m
 such an answer (cut off, or not parseable) is retried with the next seed, up to
 ``LOOP_RETRIES`` times, and the last attempt is returned as it is.
 
-OpenMP's default busy-waiting makes generation 10-40x slower on a shared, oversubscribed machine;
-``OMP_WAIT_POLICY=PASSIVE`` (read when llama.cpp loads) avoids it. The CLI sets it
-(:func:`mghkit.cli.setup.setup_synth`); a notebook may set it before the first local call.
+OpenMP's default busy-waiting makes two generation threads 5-10x slower than one on a shared,
+oversubscribed machine (measured on 2 loaded cores: ~4-7 tok/s against ~25-35). So the model runs
+two threads only when ``OMP_WAIT_POLICY=PASSIVE`` (read when llama.cpp loads; the CLI sets it in
+:func:`mghkit.cli.setup.setup_synth`), and one thread otherwise - a notebook need not set anything.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _load() -> Any:
             p.use_extra_bufts = False
             return p
 
-        threads = max(1, min(2, os.cpu_count() or 1))
+        threads = max(1, min(2, os.cpu_count() or 1)) if _passive_wait() else 1
         capi.llama_model_default_params = params_without_extra_bufts
         try:
             _llama = Llama(model_path=str(embedded_gguf_path()), n_ctx=N_CTX, n_threads=threads,
@@ -88,6 +89,11 @@ def _load() -> Any:
         finally:
             capi.llama_model_default_params = default_params
     return _llama
+
+
+def _passive_wait() -> bool:
+    """Whether OpenMP threads wait passively (the environment says so; nothing is changed here)."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
 
 
 def llama_response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

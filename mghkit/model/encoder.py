@@ -3,7 +3,7 @@
     enc = load_encoder("local")                       # embedded SmolLM2-135M, bidirectional
     q = enc.encode(["sodium latin name"], instruction="Given a question, retrieve passages that answer it")
     d = enc.encode(["Sodium is natrium in Latin."])   # documents: no instruction; numpy [1, D]
-    float(q @ d.T)                                    # cosine (encode normalises by default)
+    (q @ d.T)[0, 0]                                   # cosine (encode normalises by default)
     enc.encode(["sodium"], pooling="ata")             # another pooling, same weights
 
 Token layout of one text: [tokenizer prefix specials, e.g. BOS] + [instruction prefix] + text +
@@ -269,10 +269,7 @@ def load_encoder(
         overrides["bidirectional"] = not causal
     adapter: Path | None = None
     if loading.is_run_dir(name):
-        base = EncoderConfig.from_dict(loading.read_run_config(name))
-        inside = Path(name) / base.base_model  # a base model saved inside the run (full fine-tuning)
-        if not Path(base.base_model).is_absolute() and base.base_model != loading.LOCAL_NAME and inside.is_dir():
-            base = replace(base, base_model=str(inside))  # stored relative to the run: a moved run still loads
+        base = EncoderConfig.from_dict(loading.read_run_config(name))  # run-relative paths resolved
         adapter = Path(name) / loading.ADAPTER_DIR
         adapter = adapter if adapter.is_dir() else None
     else:

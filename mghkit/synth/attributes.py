@@ -15,6 +15,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
 
+from mghkit.hashing import SEP, seeded_int
+
 T = TypeVar("T")
 
 QUERY_TYPES = ("a common query", "a long-tail query", "an extremely long-tail query")
@@ -42,8 +44,7 @@ def draw(seed: int, rec_id: str, name: str, choices: Sequence[T]) -> T:
     >>> draw(0, "a", "colour", ["red", "green", "blue"])
     'green'
     """
-    digest = hashlib.sha256(f"{seed}\x1f{rec_id}\x1f{name}".encode()).digest()
-    return choices[int.from_bytes(digest[:8], "big") % len(choices)]
+    return choices[seeded_int(seed, rec_id, name) % len(choices)]
 
 
 def request_seed(seed: int, rec_id: str) -> int:
@@ -52,8 +53,7 @@ def request_seed(seed: int, rec_id: str) -> int:
     >>> request_seed(0, "a") == request_seed(0, "a") != request_seed(1, "a")
     True
     """
-    digest = hashlib.sha256(f"{seed}\x1f{rec_id}\x1fseed".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return seeded_int(seed, rec_id, "seed", nbytes=4) & 0x7FFFFFFF
 
 
 ATTRIBUTE_NAMES = ("query_type", "query_length", "clarity", "doc_length", "difficulty")
@@ -63,7 +63,7 @@ def attributes(kind: str, seed: int, rec_id: str) -> dict[str, str]:
     """Query type, query length, clarity, document length and difficulty for one request: five
     independent draws from the 8-byte words of one sha512(seed, id)."""
     query_lengths, doc_lengths = SHAPES[kind]
-    d = hashlib.sha512(f"{seed}\x1f{rec_id}\x1fattributes".encode()).digest()
+    d = hashlib.sha512(SEP.join((str(seed), rec_id, "attributes")).encode()).digest()
     choices = (QUERY_TYPES, query_lengths, CLARITY, doc_lengths, DIFFICULTY)
     return {n: c[int.from_bytes(d[8 * i : 8 * i + 8], "big") % len(c)]
             for i, (n, c) in enumerate(zip(ATTRIBUTE_NAMES, choices, strict=True))}  # fmt: skip

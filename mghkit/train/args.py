@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ class TrainArgs:
     data: str
     out: str = "runs/mghkit"
     base_model: str = "local"
-    schedule: str | None = _opt(None, "coarse-to-fine (triplet files; a curriculum file keeps its order)")
-    pooling: str | None = _opt(None, "mean, the encoder default (docs/ata.md)")
+    schedule: str | None = _opt(None, "coarse-to-fine")
+    pooling: str | None = _opt(None, "mean, see docs/ata.md")
     causal: bool = False
     max_length: int = 256
     steps: int | None = _opt(None, "one epoch")
@@ -120,7 +121,9 @@ def default_of(name: str) -> Any:
     (8, {})
     """
     f = FIELDS[name]
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None if f.default_factory is dataclasses.MISSING else f.default_factory()  # "data" has no default
 
 
 def describe_default(name: str) -> str:
@@ -137,10 +140,20 @@ def describe_default(name: str) -> str:
     return text
 
 
+def describe_presets() -> str:
+    """Each preset's values, for ``--help``.
+
+    >>> describe_presets().split(": ")[0]
+    "'paper'"
+    """
+    return "; ".join(f"'{name}': " + ", ".join(f"{k.replace('_', '-')} {_show(v)}" for k, v in values.items())
+                     for name, values in PRESETS.items())  # fmt: skip
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -165,9 +178,12 @@ def read_config(path: str | Path) -> dict[str, Any]:
         _check_type(key, value, name)
     from mghkit.model.loading import resolve_portable
 
-    for key in ("data", "out", "base_model"):
-        if isinstance(values.get(key), str):
-            values[key] = resolve_portable(values[key], file.parent)
+    for key in ("data", "out"):  # always paths: relative ones are relative to the file's folder
+        value = values.get(key)
+        if isinstance(value, str) and value != "-" and not Path(value).is_absolute():
+            values[key] = os.path.normpath(os.path.join(os.path.abspath(file.parent), value))
+    if isinstance(values.get("base_model"), str):  # a name, or a dir written ./x or ../x
+        values["base_model"] = resolve_portable(values["base_model"], file.parent)
     return values
 
 
@@ -177,7 +193,7 @@ def _check_type(key: str, value: Any, path: str) -> None:
     allowed: tuple[type, ...] = ()
     for part in annotation.split("|"):
         allowed += kinds.get(part.strip(), (type(None),) if part.strip() == "None" else ())
-    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         raise InputError(f"expected {annotation}, got {json.dumps(value)}", path=path, field=key)
 
 

@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 
 from mghkit.errors import UsageError
+from mghkit.jsonl import write_text_atomic
 from mghkit.model.config import EncoderConfig
 from mghkit.model.encoder import Encoder
 from mghkit.schema import Example
@@ -45,8 +46,8 @@ from mghkit.train.distributed import (
     init_from_env,
 )
 from mghkit.train.gradcache import accumulate_backward, grad_cache_backward
-from mghkit.train.loss import info_nce
 from mghkit.train.lora import LoraSettings, auto_dtype, build_trainable_encoder, pick_device, trainable_parameters
+from mghkit.train.loss import info_nce
 from mghkit.train.progress import Progress
 from mghkit.train.run import TrainResult
 
@@ -279,4 +280,4 @@ def _truncate_metrics(path: Path, start: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(path, "".join(line + "\n" for line in keep))

@@ -113,6 +113,7 @@ def fine_tune(
              "gradient_checkpointing": gradient_checkpointing, "dtype": dtype, "save_every": save_every,
              "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
              "device": device, "extra": extra}  # fmt: skip
+    config = None if config is None else os.fspath(config)
     if examples is None or isinstance(examples, str | os.PathLike):
         args = make_args(None if examples is None else os.fspath(examples), given, preset=preset, config=config)
     else:

@@ -62,6 +62,7 @@ def test_json_report_on_stdout_and_table_on_stderr(cli, tmp_path: Path, beir_dir
     report = json.loads(proc.stdout)  # stdout holds the report and nothing else
     assert {"mteb", "transformers", "torch"} <= set(report["versions"])
     assert report["settings"]["seed"] == 3 and report["settings"]["max_length"] == 64
+    assert report["settings"]["torch_threads"] == 1  # --threads, set up by the CLI, recorded by the library
     assert report["settings"]["cache_file"] is None and not (tmp_path / "c" / "eval").exists()  # --no-cache
     assert [t["name"] for t in report["tasks"]] == ["toy-beir", "toy-sts"]
     minilm, bm25 = report["rows"]

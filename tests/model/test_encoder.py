@@ -126,7 +126,7 @@ def test_a_run_dir_holding_its_model_still_loads_after_a_move(tiny_llama, tmp_pa
 
     run = tmp_path / "run"
     shutil.copytree(tiny_llama, run / "model")
-    EncoderConfig(base_model="model", pooling="last").save(run)
+    EncoderConfig(base_model="./model", pooling="last").save(run)
     moved = tmp_path / "elsewhere"
     run.rename(moved)
     enc = load_encoder(moved)

@@ -79,3 +79,21 @@ def test_bad_names_are_usage_errors(tmp_path):
     (tmp_path / "run" / "mghkit_model.json").write_text("{not json")
     with pytest.raises(UsageError, match=r"mghkit_model\.json"):
         load_encoder(str(tmp_path / "run"))
+
+
+def test_a_run_dir_stores_its_base_relative_to_itself_and_loads_after_a_move(tiny_llama, tmp_path):
+    import shutil
+
+    run = tmp_path / "a" / "run"
+    shutil.copytree(tiny_llama, run / "model")  # a full fine-tune keeps its weights inside the run dir
+    assert loading.portable_model_name(str(run / "model"), run) == "./model"
+    assert loading.portable_model_name("local", run) == "local"
+    assert loading.portable_model_name("org/some-model", run) == "org/some-model"  # a HF id stays a name
+    EncoderConfig(base_model="./model", pooling="mean").save(run)
+    want = load_encoder(str(run)).encode(["sodium latin name"])
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))
+    moved = tmp_path / "b" / "run"
+    assert loading.read_run_config(moved)["base_model"] == str(moved / "model")
+    assert torch.allclose(
+        torch.as_tensor(load_encoder(str(moved)).encode(["sodium latin name"])), torch.as_tensor(want)
+    )

@@ -111,15 +111,15 @@ def test_failed_requests_raise_or_come_back_with_check_false(server, make_client
 
 
 def test_brainstorm_keeps_what_it_made_before_a_budget_stop(server, make_client, tmp_path):
-    client = make_client(server, model="gpt-4o", max_budget=0.02)  # ~$0.01 worst case a call
+    client = make_client(server, model="gpt-4o", max_budget=0.045)  # ~$0.042 worst case a call
     with pytest.raises(BudgetExceeded):
         mghkit.brainstorm(client, n_tasks=20, kinds="sts", per_call=1, concurrency=1)
-    client = make_client(server, model="gpt-4o", max_budget=0.02, cache_dir=tmp_path / "c2")
+    client = make_client(server, model="gpt-4o", max_budget=0.045, cache_dir=tmp_path / "c2")
     tasks = mghkit.brainstorm(client, n_tasks=20, kinds="sts", per_call=1, concurrency=1, out=tmp_path / "t.jsonl",
                               check=False)  # fmt: skip
     assert isinstance(tasks.stats.stop, BudgetExceeded) and 0 < len(tasks) < 20
     assert [Task.model_validate_json(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()] == tasks
-    assert tasks.stats.usage.price_known and 0 < tasks.stats.usage.client.cost_usd <= 0.02
+    assert tasks.stats.usage.price_known and 0 < tasks.stats.usage.client.cost_usd <= 0.045
 
 
 def test_brainstorm_dry_run_estimates_without_a_key_or_a_request(server, monkeypatch):
@@ -132,6 +132,7 @@ def test_brainstorm_dry_run_estimates_without_a_key_or_a_request(server, monkeyp
 
 NOTEBOOK = """
 import gc, json, logging, os, sys, warnings
+import litellm  # first: its import adds warning filters of its own
 import mghkit
 env, filters, level = dict(os.environ), list(warnings.filters), logging.getLogger("LiteLLM").level
 tasks = [{"kind": "sts", "task": "Find sentences with the same meaning"}]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mghkit.schema import Task, Triplet
+from mghkit.schema import Reject, Task, Triplet
 from tests.conftest import run_cli
 
 pytestmark = [
@@ -62,4 +62,5 @@ def test_brainstorm_and_generate_with_the_embedded_model(tmp_path):
         assert t.task_id == tasks[0].id and len(t.hard_negative_examples) == 4
         assert t.meta["model"] == "local" and t.meta["cost_usd"] == 0.0 and t.meta["usage"]["completion_tokens"] > 0
     for rec in rej:
-        assert rec["reason"] and "raw" in rec
+        r = Reject.model_validate(rec)
+        assert r.stage == "generate" and r.reasons[0].code and r.reasons[0].detail and r.raw is not None

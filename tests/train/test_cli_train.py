@@ -108,14 +108,41 @@ def test_a_tiny_run_dir_is_a_model_and_torchrun_gives_the_same_losses(tiny_model
     assert trained.config.max_length == 256
     assert np.abs(trained.encode(["salt lamp"]) - base.encode(["salt lamp"])).max() > 1e-6  # the adapter is applied
 
+    # the same run replayed from its training_args.json (data, base model, steps...), with 2 processes at
+    # batch 2 each: the explicit --batch-size wins over the file's 4
     double = tmp_path / "double"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mghkit",
-         "train", str(data), "--base-model", str(tiny_model_dir), "--steps", "4", "--batch-size", "2",
-         "--out", str(double), *FAST],
+         "train", "--config", str(single / "training_args.json"), "--batch-size", "2", "--out", str(double)],
         capture_output=True, env=env, cwd=REPO, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()[-3000:]
-    assert json.loads((double / "training_args.json").read_text())["world_size"] == 2
+    replayed = json.loads((double / "training_args.json").read_text())
+    assert (replayed["world_size"], replayed["batch_size"], replayed["steps"]) == (2, 2, 4)
     assert _losses(double) == pytest.approx(_losses(single), rel=1e-4, abs=1e-5)
+
+
+def test_help_defaults_come_from_the_training_arguments():
+    from mghkit.train.args import FIELDS, describe_default
+
+    text = " ".join(run_cli("train", "--help").stdout.decode().split())
+    shown = [name for name in FIELDS if f"[default: {describe_default(name)}]" in text]
+    assert {"batch_size", "lora_r", "temperature", "warmup_steps", "max_length", "seed", "out"} <= set(shown)
+    assert "[default: 8; paper: 64]" in text  # batch size, read from TrainArgs and the paper preset
+
+
+def test_replaying_into_the_same_run_dir_is_refused_before_torch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_args.json").write_text(json.dumps({"data": "../train.jsonl", "out": ".", "batch_size": 4}))
+    write_curriculum(tmp_path / "train.jsonl")
+    assert "already holds a run" in _check_fails_before_torch(["train", "--config", str(run / "training_args.json")])
+    assert "unknown training arguments nope" in _check_fails_before_torch(
+        ["train", "--config", _write(tmp_path / "bad.json", {"nope": 1})]
+    )
+
+
+def _write(path, obj) -> str:
+    path.write_text(json.dumps(obj))
+    return str(path)
