@@ -11,6 +11,7 @@ A bad line is reported with its line number, never a traceback::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -37,6 +38,8 @@ from mghkit.files import (  # noqa: F401 - check_distinct_outputs and write_text
     check_distinct_outputs,
     check_writable_path,
     is_special,
+    named,
+    naming,
     write_text_atomic,
 )
 
@@ -204,34 +207,54 @@ class JsonlWriter:
         self.count = 0
         self._lock: OutputLock | None = None
         self._atomic: AtomicFile | None = None
-        self._fp: IO[str]
+        self._fd: int | None = None  # append mode: unbuffered, one write per line
+        self._fp: IO[str] | None = None
         if is_special(self.path):
             self._atomic = AtomicFile(self.path)  # straight through
-            self._fp = self._atomic.fp
         else:
             check_writable_path(self.path)
             self._lock = OutputLock(self.path)
             try:
                 if mode == "append":
                     repair_tail(self.path)
-                    self._fp = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                    with naming(self.path):
+                        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
                 else:
                     self._atomic = AtomicFile(self.path)
-                    self._fp = self._atomic.fp
             except BaseException:
                 self._lock.release()
                 raise
-        self._flush = self.mode == "append" or is_special(self.path)
-        self._writer = jsonlines.Writer(self._fp, flush=self._flush, dumps=dumps)
+        if self._atomic is not None:
+            self._fp = self._atomic.fp
+        self._flush = is_special(self.path)
 
     def write(self, record: BaseModel | dict[str, Any] | JsonText) -> None:
-        if isinstance(record, JsonText):
-            self._fp.write(record + "\n")
-            if self._flush:
-                self._fp.flush()
+        line = (record if isinstance(record, JsonText) else dumps(_to_obj(record))) + "\n"
+        if self._fd is not None:
+            self._append(line.encode("utf-8"))
         else:
-            self._writer.write(_to_obj(record))
+            assert self._fp is not None
+            try:
+                self._fp.write(line)
+                if self._flush:
+                    self._fp.flush()
+            except OSError as e:  # a full disk names the output, not nothing
+                raise named(e, self.path) from None
         self.count += 1
+
+    def _append(self, data: bytes) -> None:
+        """Append one whole line; when the write fails (a full disk) cut back what got out, so the
+        file still ends on a complete record."""
+        assert self._fd is not None
+        start = os.fstat(self._fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise named(e, self.path) from None
 
     def write_all(self, records: Iterable[BaseModel | dict[str, Any] | JsonText]) -> int:
         for r in records:
@@ -245,8 +268,9 @@ class JsonlWriter:
                     self._atomic.commit()
                 else:
                     self._atomic.abort()
-            elif not self._fp.closed:
-                self._fp.close()
+            elif self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         finally:
             if self._lock is not None:
                 self._lock.release()

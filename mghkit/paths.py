@@ -6,16 +6,35 @@ import os
 from pathlib import Path
 
 
-def cache_dir(override: str | Path | None = None) -> Path:
+def cache_dir(override: str | Path | None = None, *, create: bool = True) -> Path:
     """The cache root: ``override``, else $MGHKIT_CACHE_DIR, else $XDG_CACHE_HOME/mghkit
-    (``~/.cache/mghkit``). Created on first use."""
+    (``~/.cache/mghkit``). Created on first use (``create=False``: only checked).
+
+    A root that is not a directory (a file, or a path under one) is a
+    :class:`~mghkit.errors.UsageError` naming where the root came from (exit 2: a bad option
+    value), never a FileExistsError traceback.
+
+    >>> cache_dir("/dev/null/mghkit")
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: --cache-dir /dev/null/mghkit: /dev/null is not a directory
+    """
+    from mghkit.errors import UsageError
+
     if override:
-        root = Path(override)
+        root, origin = Path(override), f"--cache-dir {override}"
     elif os.environ.get("MGHKIT_CACHE_DIR"):
         root = Path(os.environ["MGHKIT_CACHE_DIR"])
+        origin = f"MGHKIT_CACHE_DIR={root}"
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mghkit"
-    root.mkdir(parents=True, exist_ok=True)
+        origin = f"the cache directory {root}"
+    # the nearest existing ancestor decides: a directory (create below it) or a file (refuse)
+    existing = next((p for p in (root, *root.parents) if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == root else f"{existing} is "
+        raise UsageError(f"{origin}: {where}not a directory")
+    if create:
+        root.mkdir(parents=True, exist_ok=True)  # no permission: an OSError naming the path (exit 1)
     return root
 
 

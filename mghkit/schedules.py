@@ -19,6 +19,10 @@ record still gives examples for the levels it has and is skipped in the stages o
 lacks (``missing="skip"``); ``missing="drop"`` drops the whole record so every stage sees the
 same queries; ``missing="error"`` stops with an InputError naming file:line:field.
 
+Example ids are derived from the record's id and the level, so two records with one id would
+give colliding examples: a repeated id stops the run with an InputError naming file:line and
+the id (``mghkit validate`` rejects repeated ids, keeping the first, so its output never stops here).
+
     >>> t = Triplet(query="q", positive_example="p", instruction="Find it",
     ...     hard_negative_examples=[{"similarity_level": lv, "text": lv.upper()} for lv in LEVELS])
     >>> [(e.stage, e.level, e.negative) for e in curriculum([t], "coarse-to-fine")]
@@ -196,8 +200,12 @@ def _iter_numbered(
     stats = stats if stats is not None else CurriculumStats()
     wanted = {lv for group in plan.stages for lv in group}
     kept: list[Triplet] = []
+    first_line: dict[str, int] = {}
     for lineno, t in numbered:
         stats.records += 1
+        if first_line.setdefault(t.id, lineno) != lineno:
+            raise InputError(f"{t.id[:80]!r} repeats the id of line {first_line[t.id]}: example ids would collide "
+                             "(mghkit validate keeps the first of each id)", path=source, line=lineno, field="id")  # fmt: skip
         lacking = [lv for lv in LEVELS if not (t.negative(lv) or "").strip()]
         for lv in lacking:
             stats.missing[lv] = stats.missing.get(lv, 0) + 1

@@ -153,7 +153,7 @@ def test_dotted_names_in_docs_resolve(page):
 def test_readme_is_a_front_page():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.encode()) <= 12 * 1024, "README.md over 12 KB: move reference material to docs/"
-    assert "arxiv.org/abs/2509.00842" in text and "@inproceedings" in text
+    assert "arxiv.org/abs/2509.00842" in text and "eprint        = {2509.00842}" in text
     assert "make demo" in text and "make test" in text and "--preset paper" in text
     for page in DOCS:
         if page.name != "cli.md":

@@ -112,6 +112,18 @@ def test_missing_level_drop_and_error():
         list(iter_curriculum(ts, "coarse-to-fine", missing="error"))
 
 
+def test_a_repeated_id_stops_the_run_naming_file_line_and_id(tmp_path):
+    ts = triplets(3)
+    twin = ts[2].model_copy(update={"query": "another question", "id": ts[0].id})
+    with pytest.raises(InputError, match=rf"<records>:4: id: '{ts[0].id}' repeats the id of line 1"):
+        build_curriculum([*ts, twin], "coarse-to-fine")
+    p = tmp_path / "t.jsonl"
+    p.write_text("".join(t.model_dump_json() + "\n" for t in [*ts, twin]))
+    with pytest.raises(InputError, match=rf"t.jsonl:4: id: '{ts[0].id}' repeats the id of line 1"):
+        mghkit.curriculum(str(p), out=tmp_path / "c.jsonl")
+    assert not (tmp_path / "c.jsonl").exists()
+
+
 def test_empty_negative_counts_as_missing():
     t = short(1, 4)
     t.hard_negative_examples[0].text = "  "

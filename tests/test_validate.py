@@ -144,6 +144,27 @@ def test_dedup_works_across_batches_and_only_against_kept_records(tmp_path):
     assert codes(res[10]) == ["duplicate_query"] and "line 4" in res[10].reasons[0].detail
 
 
+def test_a_repeated_id_is_rejected_and_only_kept_records_hold_an_id(tmp_path):
+    rows = [make_triplet(f"question {i} about topic {i * 7}", i, id=f"id-{i}") for i in range(8)]
+    rows[1]["id"] = "id-0"  # same batch as line 1
+    rows[6]["id"] = "id-2"  # a later batch
+    rows[3] = with_negs(3, ["one", "two"]) | {"id": "id-x"}  # rejected: does not hold "id-x"
+    rows[7]["id"] = "id-x"
+    rows.append(make_triplet("question 4 about topic 28", 40, id="id-4"))  # duplicate query and id: one reason
+    rows.append(make_triplet("question 9 about topic 63", 9, id=""))  # an empty id is filled, not ""
+    for dedup in (True, False):
+        res = outcomes(tmp_path, rows, batch_size=3, dedup=dedup)
+        assert [(o.lineno, codes(o)) for o in res if o.reasons] == [
+            (2, ["duplicate_id"]), (4, ["too_few_negatives"]), (7, ["duplicate_id"]), (9, ["duplicate_id"])]  # fmt: skip
+        assert res[6].reasons[0].detail == "same id as line 3" and res[6].reasons[0].field == "id"
+        assert res[7].clean is not None and res[7].clean["id"] == "id-x"
+        assert res[9].clean is not None and res[9].clean["id"].startswith("trip-")
+    with pytest.raises(InputError, match=r":2: id: same id as line 1 \(duplicate_id; --strict\)"):
+        mghkit.validate_triplets(write(tmp_path / "s.jsonl", rows), strict=True)
+    clean, rejects, _ = mghkit.validate_triplets(rows)  # in memory: the same rule
+    assert len({t.id for t in clean}) == len(clean) == 6 and [r.line for r in rejects] == [2, 4, 7, 9]
+
+
 def test_unparseable_lines_become_rejects_with_line_numbers(tmp_path):
     res = outcomes(tmp_path, [make_triplet("good one", 1), "{not json", "[1]", make_triplet("good two", 2)])
     assert [(o.lineno, codes(o)) for o in res] == [(1, []), (2, ["unparseable"]), (3, ["unparseable"]), (4, [])]
@@ -275,6 +296,7 @@ def _mixed_rows() -> list:
     rows[33] = make_triplet("distinct question 7 about subject 91 and more today", 98)  # near dup of line 8
     rows[41]["hard_negative_examples"][1]["text"] = rows[57]["positive_example"]  # a later record's positive
     rows[50] = [1, 2]
+    rows[12]["id"] = rows[44]["id"] = "shared-id"  # a repeated id, across batches: line 45 rejected
     return rows
 
 
@@ -300,10 +322,10 @@ def test_worker_processes_give_the_same_output_as_in_process(tmp_path, monkeypat
         out, rej = tmp_path / f"c{workers}.jsonl", tmp_path / f"r{workers}.jsonl"
         mghkit.validate_triplets(p, out=out, rejects=rej, workers=workers)
         files[workers] = (out.read_bytes(), rej.read_bytes())
-    assert files[0] == files[2] and files[0][1].count(b"\n") == 6
+    assert files[0] == files[2] and files[0][1].count(b"\n") == 7
     reasons = results[0][2]
     assert {"unparseable", "too_few_negatives", "duplicate_query", "near_duplicate_query",
-            "negative_is_other_positive"} <= set(reasons)  # fmt: skip
+            "negative_is_other_positive", "duplicate_id"} <= set(reasons)  # fmt: skip
 
 
 def test_cli_workers_option_matches_in_process_and_rejects_bad_values(tmp_path):
@@ -314,7 +336,7 @@ def test_cli_workers_option_matches_in_process_and_rejects_bad_values(tmp_path):
                       str(tmp_path / f"r{w}.jsonl"), "--workers", w, "-q")  # fmt: skip
         assert res.returncode == 0, res.stderr
         outs.append(((tmp_path / f"c{w}.jsonl").read_bytes(), (tmp_path / f"r{w}.jsonl").read_bytes()))
-    assert outs[0] == outs[1] and outs[0][0].count(b"\n") == 54  # 60 lines, 6 rejects
+    assert outs[0] == outs[1] and outs[0][0].count(b"\n") == 53  # 60 lines, 7 rejects
     res = run_cli("validate", str(p), "--workers", "-1")
     assert res.returncode == 2 and b"--workers" in res.stderr
 

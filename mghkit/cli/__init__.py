@@ -8,8 +8,10 @@ A library error (``MghkitError``) becomes one line on stderr and its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
+import os
 import sys
 from typing import Annotated, NoReturn
 
@@ -72,11 +74,24 @@ def _usage_message(e: click_exc.UsageError) -> str:
     return where + e.format_message().replace("\n", " ")
 
 
+def _silence_stdio() -> None:
+    """Point stdout and stderr at /dev/null: what is still buffered for the closed pipe then
+    flushes quietly at exit (else Python reports the broken pipe again and exits 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # replaced or closed streams
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def main() -> None:
+    # The command runs in a context of our own, not through ``app()``: Typer's main() would turn a
+    # broken pipe into a silent exit 1 and SIGTERM's Terminated into a silent exit 130 before
+    # the handlers below could see them.
+    command = typer.main.get_command(app)
     try:
-        code = app(prog_name="mghkit", standalone_mode=False)
-        if isinstance(code, int) and code:  # a typer.Exit(code) comes back as a return value
-            raise SystemExit(code)
+        with command.make_context("mghkit", sys.argv[1:]) as ctx:
+            command.invoke(ctx)
     except MghkitError as e:
         fail(str(e), e.exit_code)
     except click_exc.NoArgsIsHelpError as e:
@@ -92,8 +107,8 @@ def main() -> None:
         fail("terminated", 143)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except BrokenPipeError:  # e.g. `mghkit ... | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # e.g. `mghkit ... | head`: the reader has what it wanted
+        _silence_stdio()
         raise SystemExit(0) from None
     except OSError as e:  # a full disk, a read-only folder, no permission: one line naming the path
         if e.errno not in DISK_ERRORS:

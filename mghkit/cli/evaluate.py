@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,40 +91,55 @@ def eval_(
     With no task option it runs the bundled offline suite: man-pages retrieval and SimLex-999.
     A task whose data cannot be fetched fails with one line naming it (exit 1); bad local data exits 2.
     """
-    from rich.console import Console
-
     from mghkit.cli.setup import setup_eval
-    from mghkit.evaluation.report import tables
-    from mghkit.evaluation.run import evaluate
+    from mghkit.evaluation.report import ReportNotWritten
+    from mghkit.evaluation.run import evaluate as _evaluate
+    from mghkit.files import is_special
 
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    for value in model or []:
+        if not csv(value):  # `--model ''`: not a silent fallback to the default model
+            raise UsageError(f"--model: expected a model name or dir, got {value!r}")
     setup_eval(threads=threads, cache_dir=cache_dir)
-    report = evaluate(
-        csv(model) or None,
-        poolings=csv(pooling) or None,
-        beir=beir or [],
-        sts=sts or [],
-        tasks=csv(tasks),
-        benchmark=benchmark,
-        baselines=csv(baseline),
-        out=out,
-        instruction=instruction,
-        sts_instruction=sts_instruction,
-        max_length=max_length,
-        batch_size=batch_size,
-        max_queries=max_queries,
-        max_docs=max_docs,
-        max_pairs=max_pairs,
-        seed=seed,
-        causal=causal,
-        dtype=dtype,
-        device=device,
-        cache=not no_cache,
-        cache_dir=cache_dir,
-    )
+    try:
+        report = _evaluate(
+            csv(model) or None,
+            poolings=csv(pooling) or None,
+            beir=beir or [],
+            sts=sts or [],
+            tasks=csv(tasks),
+            benchmark=benchmark,
+            baselines=csv(baseline),
+            out=out,
+            instruction=instruction,
+            sts_instruction=sts_instruction,
+            max_length=max_length,
+            batch_size=batch_size,
+            max_queries=max_queries,
+            max_docs=max_docs,
+            max_pairs=max_pairs,
+            seed=seed,
+            causal=causal,
+            dtype=dtype,
+            device=device,
+            cache=not no_cache,
+            cache_dir=cache_dir,
+        )
+    except ReportNotWritten as e:  # every row is done: show the tables, then the one error line
+        _print_tables(e.report)
+        raise
+    console = _print_tables(report)
+    if out and not is_special(out):
+        console.print(f"mghkit: wrote {out}", markup=False)
+
+
+def _print_tables(report: Any) -> Any:
+    from rich.console import Console
+
+    from mghkit.evaluation.report import tables
+
     console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
     for table in tables(report):
         console.print(table)
-    if out and out != "-":
-        console.print(f"mghkit: wrote {out}", markup=False)
+    return console

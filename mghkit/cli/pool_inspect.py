@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +56,8 @@ def pool_inspect(
     from mghkit.errors import RuntimeFailure
 
     err = Console(stderr=True)
+    if not model.strip():
+        raise UsageError(f"--model: expected a model name or dir, got {model!r}")
     items = [] if check else read_texts(texts or [], sys.stdin)
     if html is not None:
         check_html_path(html)
@@ -84,30 +88,57 @@ def pool_inspect(
 
 
 def read_texts(args: list[str], stdin: Any) -> list[str]:
-    """The texts: the arguments, or (none given, or '-') one text per non-blank stdin line."""
+    """The texts: the arguments, or (none given, or '-') one text per non-blank stdin line.
+    Text that is not UTF-8 (an argument, or a stdin line) is a usage error naming it."""
     if args and list(args) != ["-"]:
         for i, text in enumerate(args, 1):
             if not text.strip():
                 raise UsageError(f"text {i}: empty text (give at least one non-blank text)")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # undecodable argv bytes arrive as lone surrogates
+                raise UsageError(f"text {i}: not valid UTF-8") from None
         return list(args)
     if stdin is None or stdin.isatty():
         raise UsageError("no text given: pass texts as arguments or pipe them on stdin, one a line")
-    texts = [line.rstrip("\r\n") for line in stdin if line.strip()]
+    texts = []
+    for lineno, raw in enumerate(getattr(stdin, "buffer", stdin), 1):
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8") if isinstance(raw, bytes) else raw
+            line.encode("utf-8")  # a text stream decoded with surrogateescape hides bad bytes
+        except UnicodeError:
+            raise UsageError(f"<stdin>:{lineno}: not valid UTF-8") from None
+        if line.strip():
+            texts.append(line.rstrip("\r\n"))
     if not texts:
         raise UsageError("<stdin>: no text given (all lines blank)")
     return texts
 
 
 def check_html_path(path: Path) -> None:
-    """A bad --html path is the user's mistake (exit 2), found before the model loads."""
+    """A bad --html path is the user's mistake (exit 2), found before the model loads; a folder
+    this process may not write is an OSError naming the path (exit 1)."""
+    from mghkit.files import is_special
+
+    if is_special(path):
+        return
     if path.is_dir() or not path.parent.is_dir():
         raise UsageError(f"{path}: cannot write the HTML file (a directory, or its folder does not exist)")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OSError(errno.EACCES, f"{os.strerror(errno.EACCES)} (folder {path.parent} is not writable)", str(path))
 
 
 def write_html(path: Path, content: str) -> None:
-    from mghkit.jsonl import write_text_atomic
+    """The page in one piece (a device or FIFO: straight through). A full disk or a folder made
+    read-only meanwhile: an OSError naming ``path``, which the CLI reports in one line (exit 1)."""
+    from mghkit.cli import DISK_ERRORS
+    from mghkit.files import write_text_atomic
 
     try:
         write_text_atomic(path, content)
     except OSError as e:
-        raise UsageError(f"{path}: cannot write the HTML file: {e.strerror or e}") from e
+        if e.errno not in DISK_ERRORS:  # the folder went away meanwhile, a name too long...
+            raise UsageError(f"{path}: cannot write the HTML file: {e.strerror or e}") from e
+        if not e.filename:
+            e.filename = str(path)
+        raise

@@ -88,6 +88,9 @@ def brainstorm(
     cache_dir: CacheDir = None,
 ) -> None:
     """Stage 1: an LLM brainstorms retrieval tasks of five kinds (Task records)."""
+    from mghkit.paths import cache_dir as cache_root
+
+    cache_root(cache_dir, create=False)  # a --cache-dir that is a file: exit 2 before LiteLLM is imported
     setup_synth(model)
     from mghkit.synth.brainstorm import brainstorm as run
 
@@ -140,11 +143,13 @@ def generate(
     Results are appended as they arrive; rerunning the same command after any interruption
     finishes the job (resume by id; cached answers are not paid for twice)."""
     from mghkit.jsonl import check_distinct_outputs
+    from mghkit.paths import cache_dir as cache_root
     from mghkit.synth.generate import generate as run
     from mghkit.synth.generate import load_tasks
 
     check_distinct_outputs(tasks, out=out, rejects=rejects)
     task_list = load_tasks(tasks)  # a bad file stops here (exit 2): nothing sent, LiteLLM not even imported
+    cache_root(cache_dir, create=False)  # so does a --cache-dir that is a file
     setup_synth(model)
     result = run(task_list, model, out=out, rejects=rejects, per_task=per_task, seed=seed, concurrency=concurrency,
                  rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base,

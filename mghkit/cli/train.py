@@ -133,8 +133,9 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: process 0 reports
         return
     if result.finished:
+        loss = f"final loss {result.final_loss:.4f}" if result.losses else "no step left to train"
         print(f"run dir: {result.out} (adapter/, mghkit_model.json, training_args.json, metrics.jsonl, loss.png); "
-              f"{result.steps} steps, final loss {result.final_loss:.4f}", file=sys.stderr)  # fmt: skip
+              f"{result.steps} steps, {loss}", file=sys.stderr)  # fmt: skip
     else:
         print(f"stopped after step {result.steps} of {result.total_steps}; continue with --resume --out {result.out}",
               file=sys.stderr)  # fmt: skip

@@ -14,7 +14,10 @@ one ``InputError`` naming ``file:line: field`` (exit 2), never a traceback.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from typing import Any
 from mghkit.errors import InputError, UsageError
 from mghkit.hashing import seeded_hex
 from mghkit.jsonl import iter_lines
+
+MAX_FIELD_BYTES = 128 * 1024  # one corpus text, query or sentence longer than this is a mistake, not data
 
 
 @dataclass
@@ -59,6 +64,14 @@ def _need_file(path: Path) -> Path:
     return path
 
 
+def _check_size(value: str, path: Path, line: int, key: str) -> None:
+    if len(value) > MAX_FIELD_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_FIELD_BYTES:
+        raise InputError(
+            f"{len(value.encode('utf-8', 'surrogatepass')):,} bytes, over the {MAX_FIELD_BYTES:,}-byte limit "
+            "of one text (a whole file pasted into a field?)", path=str(path), line=line, field=key,
+        )  # fmt: skip
+
+
 def _string(obj: dict[str, Any], key: str, path: Path, line: int, *, allow_empty: bool = False) -> str:
     if key not in obj:
         raise InputError("missing field", path=str(path), line=line, field=key)
@@ -67,6 +80,7 @@ def _string(obj: dict[str, Any], key: str, path: Path, line: int, *, allow_empty
         raise InputError(f"expected a string, got {type(value).__name__}", path=str(path), line=line, field=key)
     if not allow_empty and not value.strip():
         raise InputError("empty text", path=str(path), line=line, field=key)
+    _check_size(value, path, line, key)
     return value
 
 
@@ -93,6 +107,7 @@ def _read_jsonl_ids(path: Path, *, with_title: bool) -> dict[str, Any]:
             title = ln.obj.get("title") or ""
             if not isinstance(title, str):
                 raise InputError("expected a string", path=str(path), line=ln.lineno, field="title")
+            _check_size(title, path, ln.lineno, "title")
             if not (title + text).strip():
                 raise InputError("empty title and text", path=str(path), line=ln.lineno, field="text")
             out[rid] = (title, text)
@@ -115,40 +130,34 @@ def read_beir(directory: str | Path, *, split: str = "test") -> BeirData:
     queries = _read_jsonl_ids(d / "queries.jsonl", with_title=False)
     qrels_path = _need_file(d / "qrels" / f"{split}.tsv")
     qrels: dict[str, dict[str, int]] = {}
-    with qrels_path.open(encoding="utf-8", newline="") as fp:
-        for lineno, row in enumerate(csv.reader(fp, delimiter="\t"), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
-                continue  # header
-            if len(row) != 3:
-                raise InputError(
-                    f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
-                    path=str(qrels_path),
-                    line=lineno,
-                )
-            qid, did, grade = (c.strip() for c in row)
-            try:
-                g = int(float(grade))
-            except ValueError:
-                raise InputError(
-                    f"expected an integer, got {grade!r}", path=str(qrels_path), line=lineno, field="score"
-                ) from None
-            if qid not in queries:
-                raise InputError(
-                    f"unknown query id {qid!r} (not in queries.jsonl)",
-                    path=str(qrels_path),
-                    line=lineno,
-                    field="query-id",
-                )
-            if did not in corpus:
-                raise InputError(
-                    f"unknown corpus id {did!r} (not in corpus.jsonl)",
-                    path=str(qrels_path),
-                    line=lineno,
-                    field="corpus-id",
-                )
-            qrels.setdefault(qid, {})[did] = g
+    for lineno, row in _tsv_rows(qrels_path):
+        if not row or not "".join(row).strip():
+            continue
+        if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue  # header
+        if len(row) != 3:
+            raise InputError(
+                f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}",
+                path=str(qrels_path),
+                line=lineno,
+            )
+        qid, did, grade = (c.strip() for c in row)
+        g = _grade(grade, qrels_path, lineno)
+        if qid not in queries:
+            raise InputError(
+                f"unknown query id {qid!r} (not in queries.jsonl)",
+                path=str(qrels_path),
+                line=lineno,
+                field="query-id",
+            )
+        if did not in corpus:
+            raise InputError(
+                f"unknown corpus id {did!r} (not in corpus.jsonl)",
+                path=str(qrels_path),
+                line=lineno,
+                field="corpus-id",
+            )
+        qrels.setdefault(qid, {})[did] = g
     judged = {q for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
     if not judged:
         raise InputError("no query has a relevant document (score > 0)", path=str(qrels_path))
@@ -160,12 +169,58 @@ def read_beir(directory: str | Path, *, split: str = "test") -> BeirData:
     return BeirData(name=d.resolve().name, corpus=corpus, queries=queries, qrels=qrels, source=str(d), notes=notes)
 
 
+def _lenient(raw: str | None) -> dict[str, Any]:
+    """A line JSON refused, read by Python's parser (which takes NaN and Infinity), to say which
+    field was wrong; {} when that fails too."""
+    try:
+        obj = json.loads(raw or "")
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _literal(raw: str) -> str:
+    """How the line wrote its non-finite score: NaN, Infinity, or an overflowing number."""
+    found = re.search(r'"score"\s*:\s*(-?Infinity|NaN|[-+0-9.eE]+)', raw)
+    return found.group(1) if found else "a value that is not a finite number"
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated cells) of a TSV file read as bytes, one line at a time: a line
+    that is not UTF-8 is an InputError naming it (a BOM on the first line is dropped)."""
+    with path.open("rb") as fp:
+        for lineno, raw in enumerate(fp, 1):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not valid UTF-8 (byte {e.start + 1})", path=str(path), line=lineno) from None
+            try:
+                yield lineno, next(csv.reader([text.rstrip("\r\n")], delimiter="\t"), [])
+            except csv.Error as e:
+                raise InputError(f"not a TSV line ({e})", path=str(path), line=lineno) from None
+
+
+def _grade(text: str, path: Path, line: int) -> int:
+    """A relevance grade: an integer (``2``, or ``2.0``); inf, nan, 2.5 and words are InputErrors."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value)):
+        raise InputError(f"expected an integer grade, got {text!r}", path=str(path), line=line, field="score")
+    return int(value)
+
+
 def read_sts(path: str | Path) -> StsData:
     """Read STS JSONL: one ``{"sentence1", "sentence2", "score"}`` a line."""
     p = _need_file(Path(path))
     pairs: list[tuple[str, str, float]] = []
     for ln in iter_lines(p):
         if ln.obj is None:
+            score = _lenient(ln.raw).get("score")
+            if isinstance(score, float) and not math.isfinite(score):  # NaN, Infinity, 1e400: not JSON
+                raise InputError(f"expected a finite number, got {_literal(ln.raw or '')}", path=str(p),
+                                 line=ln.lineno, field="score")  # fmt: skip
             raise InputError(ln.error or "bad line", path=str(p), line=ln.lineno)
         s1 = _string(ln.obj, "sentence1", p, ln.lineno)
         s2 = _string(ln.obj, "sentence2", p, ln.lineno)

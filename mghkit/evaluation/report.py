@@ -16,12 +16,15 @@ rich renderables; the caller prints them.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mghkit.errors import UsageError
+from mghkit.errors import RuntimeFailure, UsageError
+from mghkit.files import is_special
 from mghkit.jsonl import write_json_atomic
 
 
@@ -46,9 +49,24 @@ class EvalReport:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
 
     def save(self, path: str | Path) -> None:
-        """Write the JSON report to ``path`` atomically (``-``: stdout); a failed write keeps the old file."""
+        """Write the JSON report to ``path`` atomically (``-``: stdout; a device or FIFO: straight
+        through); a failed write keeps the old file and raises an OSError naming ``path``."""
         check_out(path)
-        write_json_atomic(path, self.to_dict())
+        try:
+            write_json_atomic(path, self.to_dict())
+        except OSError as e:
+            if not e.filename:  # a buffered write to a full disk names no file
+                e.filename = str(path)
+            raise
+
+
+class ReportNotWritten(RuntimeFailure):
+    """Every row was evaluated, but the report could not be written to ``out`` (a full disk, a
+    folder made read-only meanwhile): ``.report`` holds it, the vectors are in the cache."""
+
+    def __init__(self, out: str | Path, error: OSError, report: EvalReport) -> None:
+        super().__init__(f"{out}: cannot write the report: {error.strerror or error}")
+        self.out, self.error, self.report = out, error, report
 
 
 SHORT = {
@@ -147,11 +165,14 @@ def _metric(row: dict[str, Any], task: str, metric: str) -> float | None:
 
 
 def check_out(out: str | Path) -> None:
-    """Fail before any work when ``out`` cannot be written (a dir, or a missing folder)."""
-    if str(out) == "-":
+    """Fail before any work when ``out`` cannot be written: a dir or a missing folder (exit 2), a
+    folder this process may not write (an OSError naming ``out``: exit 1)."""
+    if is_special(out):
         return
     target = Path(out)
     if target.is_dir():
         raise UsageError(f"{target}: is a directory, expected an output file")
     if not target.parent.exists():
         raise UsageError(f"{target}: folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):  # the atomic write renames in the folder
+        raise OSError(errno.EACCES, f"{os.strerror(errno.EACCES)} (folder {target.parent} is not writable)", str(out))

@@ -19,18 +19,19 @@ import logging
 import platform
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mghkit.evaluation.report import EvalReport, check_out
+from mghkit.evaluation.report import EvalReport, ReportNotWritten, check_out
 from mghkit.evaluation.spec import DEFAULT_STS_INSTRUCTION, EvalSpec, build_tasks, read_local
+from mghkit.files import OutputLock, check_distinct_outputs, is_special
 from mghkit.paths import cache_dir as cache_root
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalReport", "EvalSpec", "evaluate"]
+__all__ = ["EvalReport", "EvalSpec", "ReportNotWritten", "evaluate"]
 
 
 def evaluate(
@@ -67,7 +68,9 @@ def evaluate(
     option the bundled offline suite runs. ``max_queries`` / ``max_docs`` / ``max_pairs`` cut
     deterministic subsets (``seed``). ``instruction``: the query instruction for retrieval (None:
     per task; "": none). ``cache``: the on-disk embedding cache under ``cache_dir``. ``out``:
-    also write the JSON report there after every row (``-``: stdout, once at the end).
+    also write the JSON report there after every row (``-``, a device or a FIFO: once, at the
+    end). ``out`` may not be one of the inputs (a data file, by any name) and is locked for the
+    run; a report that cannot be written at the end raises :class:`ReportNotWritten` (``.report``).
 
     BM25 on a subset of the bundled suite (no model needed):
 
@@ -100,19 +103,29 @@ def evaluate(
         cache=cache,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
+    from mghkit.evaluation.cache import CACHE_FILE, check_cache_path
+
     spec.check()
+    cache_path = cache_root(spec.cache_dir) / CACHE_FILE if spec.cache else None
+    if cache_path is not None:
+        check_cache_path(cache_path)
     if out is not None:
         check_out(out)
-    beir_data, sts_data = read_local(spec)  # bad local data fails here, before mteb or a model is loaded
-    if not given:
-        log.info("no model given: using `local` (the embedded SmolLM2-135M decoder)")
-    if spec.bundled:
-        log.info("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
-    with _random_state_kept(spec.seed):
-        return _run(spec, beir_data, sts_data, out)
+        check_distinct_outputs(spec.input_files() + ([cache_path] if cache_path else []), out=out)
+    lock = OutputLock(out, what="writing an eval report to") if out is not None and _regular(out) else nullcontext()
+    with lock:
+        beir_data, sts_data = read_local(spec)  # bad local data fails here, before mteb or a model is loaded
+        if not given:
+            log.info("no model given: using `local` (the embedded SmolLM2-135M decoder)")
+        if spec.bundled:
+            log.info("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
+        with _random_state_kept(spec.seed):
+            return _run(spec, beir_data, sts_data, out, cache_path)
 
 
-def _run(spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | Path | None) -> EvalReport:
+def _run(
+    spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | Path | None, cache_path: Path | None
+) -> EvalReport:
     import mteb
     import torch
 
@@ -121,12 +134,12 @@ def _run(spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | P
     run_tasks = build_tasks(spec, beir_data, sts_data)
     for t in run_tasks:
         log.info("task %s: %s (%s)%s", t.name, t.size or t.source, t.main_score, "".join(f"; {n}" for n in t.notes))
-    cache_path = cache_root(spec.cache_dir) / "eval" / "embeddings.sqlite3"
     labels = _labels(spec.models)
-    settings = {**spec.to_dict(labels), "cache_file": str(cache_path) if spec.cache else None}
+    settings = {**spec.to_dict(labels), "cache_file": str(cache_path) if cache_path else None}
     settings["torch_threads"] = torch.get_num_threads()
     report = EvalReport(versions=versions(), settings=settings, tasks=[_task_entry(t) for t in run_tasks])
-    store = EmbeddingCache(cache_path if spec.cache else ":memory:")
+    store = EmbeddingCache(cache_path or ":memory:")
+    saver = _ReportSaver(out)
     unique: dict[Any, tuple[Any, str]] = {}
     for m, label in zip(spec.models, labels, strict=True):
         unique.setdefault(_key(m), (m, label))
@@ -139,18 +152,17 @@ def _run(spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | P
                     _evaluate_row(mteb, row, run_tasks, spec.batch_size, report)
                 finally:
                     row.encoder.close()
-                _save(report, out)
+                saver.after_row(report)
         for b in dict.fromkeys(spec.baselines):
             from mghkit.evaluation.bm25 import BM25Search
             from mghkit.evaluation.models import Row
 
             row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
             _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report)
-            _save(report, out)
+            saver.after_row(report)
     finally:
         store.close()
-    if out is not None and str(out) == "-":
-        report.save(out)
+    saver.finish(report)
     return report
 
 
@@ -202,9 +214,42 @@ def _labels(models: list[Any]) -> list[str]:
     return out
 
 
-def _save(report: EvalReport, out: str | Path | None) -> None:
-    if out is not None and str(out) != "-":
-        report.save(out)  # after every row: an interrupted run keeps what it finished
+def _regular(out: str | Path | None) -> bool:
+    """``out`` is (or will be) a regular file, not ``-``, a device or a FIFO."""
+    return out is not None and not is_special(out)
+
+
+class _ReportSaver:
+    """Where the report goes: a regular file after every row (an interrupted run keeps what it
+    finished) and at the end; ``-``, a device or a FIFO once, at the end (a FIFO's reader sees
+    one document, and a second open would wait for a reader that is gone).
+
+    A failed save after a row does not stop the run: one warning line, the rows go on (their
+    vectors are in the embedding cache either way), and the save at the end is tried again; if
+    that one fails too, :class:`ReportNotWritten` carries the finished report.
+    """
+
+    def __init__(self, out: str | Path | None) -> None:
+        self.out, self.failed = out, False
+
+    def after_row(self, report: EvalReport) -> None:
+        if not _regular(self.out) or self.failed:
+            return
+        try:
+            report.save(self.out)  # type: ignore[arg-type]  # _regular: not None
+        except OSError as e:
+            self.failed = True
+            log.warning("%s: cannot write the report (%s); going on with the other rows", self.out, e.strerror or e)
+
+    def finish(self, report: EvalReport) -> None:
+        if self.out is None:
+            return
+        try:
+            report.save(self.out)
+        except BrokenPipeError:  # `--out - | head`: the reader has gone, quietly
+            raise
+        except OSError as e:
+            raise ReportNotWritten(self.out, e, report) from None
 
 
 def _task_entry(t: Any) -> dict[str, Any]:

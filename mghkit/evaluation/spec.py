@@ -13,7 +13,9 @@ man-pages retrieval and SimLex-999 word similarity (``mghkit/data/eval``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from mghkit.errors import UsageError
@@ -27,6 +29,8 @@ BUNDLED_INSTRUCTIONS = {  # task-specific query instructions for the bundled sui
     "retrieve the manual page that describes it",
 }
 BASELINES = ("bm25",)
+BEIR_SPLIT = "test"  # the qrels file read: qrels/test.tsv
+MODEL_FILES_CHECKED = 10_000  # files of a model dir an output is compared with (a model dir has tens)
 
 
 @dataclass
@@ -68,17 +72,24 @@ class EvalSpec:
         for b in self.baselines:
             if b not in BASELINES:
                 raise UsageError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES)})")
-        if self.poolings is not None:
-            from mghkit.model.config import POOLINGS, check_choice
+        from mghkit.model.config import POOLINGS, check_choice
 
-            for p in self.poolings:
-                check_choice("pooling", p, POOLINGS)
+        for p in self.poolings or []:
+            check_choice("pooling", p, POOLINGS)
         if not self.models and not self.baselines:
             raise UsageError("nothing to evaluate: give --model or --baseline")
+        from mghkit.model.config import DTYPES, check_device
+
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, DTYPES)
+        if self.device is not None:
+            check_device(self.device)
         from mghkit.evaluation.models import MINILM, is_encoder, is_sentence_transformer, is_sentence_transformers_dir
         from mghkit.model import loading
 
         for m in self.models:  # a mistyped model fails now, not after the first model's rows
+            if isinstance(m, str) and not m.strip():
+                raise UsageError(f"--model: expected a model name or dir, got {m!r}")
             if not isinstance(m, str):
                 if not (is_encoder(m) or is_sentence_transformer(m)):
                     raise UsageError(
@@ -92,6 +103,25 @@ class EvalSpec:
             ):
                 loading.resolve_model_path(m)
 
+    def input_files(self) -> list[Path]:
+        """Every file the run reads as data (BEIR files, STS files) or as a model given by its
+        dir: an output may be none of them (:func:`mghkit.files.check_distinct_outputs`)."""
+        beir_dirs, sts_files = self.data_paths()
+        files = [Path(f) for f in sts_files]
+        for d in map(Path, beir_dirs):
+            files += [d / "corpus.jsonl", d / "queries.jsonl", d / "qrels" / f"{BEIR_SPLIT}.tsv"]
+        for m in self.models:
+            if isinstance(m, str) and m.strip() and Path(m).is_dir():
+                files += [f for f in itertools.islice(Path(m).rglob("*"), MODEL_FILES_CHECKED) if f.is_file()]
+        return files
+
+    def data_paths(self) -> tuple[list[str], list[str]]:
+        """(BEIR dirs, STS files) the run reads: the given ones, or the bundled suite's."""
+        if self.bundled:
+            root = bundled_eval_dir()
+            return [str(root / "manpages-retrieval")], [str(root / "simlex999-sts" / "test.jsonl")]
+        return list(self.beir), list(self.sts)
+
     def to_dict(self, labels: list[str]) -> dict[str, Any]:
         """The settings as JSON-able values; ``labels`` stand for the models (objects are not copied)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -101,12 +131,11 @@ class EvalSpec:
 
 def read_local(spec: EvalSpec) -> tuple[list[BeirData], list[StsData]]:
     """Read and check the local data (the bundled suite when no task option is given); no mteb needed."""
-    beir_dirs, sts_files = list(spec.beir), list(spec.sts)
-    if spec.bundled:
-        root = bundled_eval_dir()
-        beir_dirs, sts_files = [str(root / "manpages-retrieval")], [str(root / "simlex999-sts" / "test.jsonl")]
+    beir_dirs, sts_files = spec.data_paths()
     beir = [
-        subset_beir(read_beir(d), max_queries=spec.max_queries, max_docs=spec.max_docs, seed=spec.seed)
+        subset_beir(
+            read_beir(d, split=BEIR_SPLIT), max_queries=spec.max_queries, max_docs=spec.max_docs, seed=spec.seed
+        )
         for d in beir_dirs
     ]
     sts = [subset_sts(read_sts(f), max_pairs=spec.max_pairs, seed=spec.seed) for f in sts_files]

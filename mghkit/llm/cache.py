@@ -15,32 +15,140 @@ the API key or the server address.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from mghkit.errors import RuntimeFailure
 from mghkit.jsonl import loads
 from mghkit.llm.base import Completion, Messages
 
+log = logging.getLogger(__name__)
+
 CACHE_FILE = "llm-cache.sqlite3"
+BUSY_TIMEOUT_S = 60.0  # another process writing the same cache: wait this long for it, never fail at once
+_BROKEN = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}  # the file is damaged (not a lock, not a full disk)
+
+T = TypeVar("T")
+
+
+def is_broken(e: sqlite3.Error) -> bool:
+    """True when ``e`` says the database file itself is damaged (not busy, full or read-only)."""
+    return getattr(e, "sqlite_errorname", None) in _BROKEN or (
+        type(e) is sqlite3.DatabaseError and ("not a database" in str(e) or "malformed" in str(e))
+    )
 
 
 class ResponseCache:
     """sqlite in WAL mode, safe across processes and ``kill -9`` (a committed answer survives, a
-    half-written one never appears)."""
+    half-written one never appears). Processes sharing the file wait for each other's writes
+    (a busy timeout), they never fail for it.
+
+    What can go wrong with the file never stops a run with a traceback:
+
+    - a damaged file (``file is not a database``, ``database disk image is malformed``), found
+      on opening or on any later lookup, is moved aside to ``NAME.broken-<timestamp>`` with one
+      warning line naming both paths, and the run goes on with a fresh, empty cache;
+    - a cache that cannot be opened (a read-only folder) is a one-line RuntimeFailure naming it;
+    - a write that fails later (a full disk) is one warning line and the answer is not cached -
+      the run keeps it (its output still gets the record), it just will not be free next time.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        # finished results built from cached completions (e.g. generate's records), keyed by everything
-        # they were built from: a warm rerun reads them back instead of re-rendering and re-parsing
-        self._db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.path = Path(path)
+        self._warned = False
+        self._inode: int | None = None
+        self._db: sqlite3.Connection | None = None
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as e:
+            if not is_broken(e):
+                raise RuntimeFailure(f"{self.path}: cannot open the LLM response cache ({e}); "
+                                     "pass a writable --cache-dir") from None  # fmt: skip
+            broken = e
+        self._move_aside(broken)
+        try:
+            return self._connect()
+        except sqlite3.Error as e:
+            raise RuntimeFailure(f"{self.path}: cannot open the LLM response cache ({e})") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        self._inode = _inode(self.path)  # which file this connection found (None: a new one)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            # finished results built from cached completions (e.g. generate's records), keyed by
+            # everything they were built from: a warm rerun reads them back instead of re-rendering
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, e: sqlite3.Error) -> None:
+        """Rename the damaged file (and its -wal / -shm companions) to ``NAME.broken-<timestamp>``
+        and say so in one line. Another process sharing the cache may have done it already (the
+        file is gone, or is a new one): then there is nothing to move."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        if self._inode is not None and _inode(self.path) != self._inode:
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        broken = self.path.with_name(f"{self.path.name}.broken-{stamp}")
+        if os.path.lexists(broken):
+            broken = broken.with_name(f"{broken.name}-{os.getpid()}")
+        try:
+            os.replace(self.path, broken)
+        except FileNotFoundError:
+            return
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.replace(f"{self.path}{suffix}", f"{broken}{suffix}")
+        log.warning("warning: %s: the LLM response cache is damaged (%s); moved it to %s and started a fresh one",
+                    self.path, e, broken)  # fmt: skip
+
+    def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool, default: T) -> T:
+        """``op(db)``; a damaged file is moved aside and ``op`` retried on a fresh cache once; what
+        still fails (a full disk, a read-only file) warns once and gives ``default``."""
+        if self._db is None:  # this run gave up on the file
+            return default
+        try:
+            return op(self._db)
+        except sqlite3.DatabaseError as e:
+            if not is_broken(e):
+                return self._failed(e, write=write, default=default)
+            self._move_aside(e)
+        try:
+            self._db = self._connect()
+        except sqlite3.Error as e:
+            self._db = None
+            return self._failed(e, write=write, default=default)
+        try:
+            return op(self._db)
+        except sqlite3.DatabaseError as e:
+            return self._failed(e, write=write, default=default)
+
+    def _failed(self, e: sqlite3.Error, *, write: bool, default: T) -> T:
+        if isinstance(e, sqlite3.ProgrammingError):  # a closed cache: a bug, keep its traceback
+            raise e
+        if not self._warned:
+            self._warned = True
+            what = "cannot store answers in" if write else "cannot read"
+            log.warning("warning: %s: %s the LLM response cache (%s); going on without it", self.path, what, e)
+        return default
 
     @staticmethod
     def key(model: str, messages: Messages, params: dict[str, Any]) -> str:
@@ -79,35 +187,67 @@ class ResponseCache:
         return keys
 
     def get(self, key: str) -> Completion | None:
-        row = self._db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone()
+        row = self._run(lambda db: db.execute("SELECT value FROM completions WHERE key = ?", (key,)).fetchone(),
+                        write=False, default=None)  # fmt: skip
         return None if row is None else _decode(row[0])
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
         """The cached completions among ``keys`` (a batched lookup)."""
-        return {key: _decode(value) for key, value in self._select("completions", keys)}
+        return {key: _decode(value) for key, value in self._select("completions", keys).items()}
 
-    def _select(self, table: str, keys: Sequence[str]) -> Iterator[tuple[str, str]]:
-        """(key, value) of the rows of ``table`` among ``keys``, in chunks under SQLite's limit on
+    def _select(self, table: str, keys: Sequence[str]) -> dict[str, str]:
+        """key -> value of the rows of ``table`` among ``keys``, in chunks under SQLite's limit on
         bound parameters."""
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            yield from self._db.execute(f"SELECT key, value FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
-                                        chunk)  # fmt: skip
+
+        def select(db: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                found.update(db.execute(f"SELECT key, value FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk))  # fmt: skip
+            return found
+
+        return self._run(select, write=False, default={})
 
     def put(self, key: str, c: Completion) -> None:
-        value = {"text": c.text, "usage": c.usage, "cost_usd": c.cost_usd, "finish_reason": c.finish_reason}
-        self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, json.dumps(value)))
+        value = json.dumps({"text": c.text, "usage": c.usage, "cost_usd": c.cost_usd, "finish_reason": c.finish_reason})
+        self._run(lambda db: db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, value)),
+                  write=True, default=None)  # fmt: skip
 
     def get_results(self, keys: Sequence[str]) -> dict[str, str]:
-        return dict(self._select("results", keys))
+        return self._select("results", keys)
 
     def put_results(self, items: Sequence[tuple[str, str]]) -> None:
-        with self._db:  # one transaction
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", items)
+        def put(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", items)
+
+        self._run(put, write=True, default=None)
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, its lock taken up front (IMMEDIATE: a writer waits for another
+    process's write under the busy timeout instead of failing when it upgrades a read lock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def _hash_messages(h: Any, messages: Messages) -> None:

@@ -355,8 +355,10 @@ def _supported_params(model: str) -> set[str] | None:
 
 
 def open_client(config: ClientConfig, *, need_key: bool = True) -> LiteLLMClient:
-    """Check the options and the key (one-line UsageError, before any call), then build the client."""
+    """Check the options, the cache directory and the key (one-line UsageError, before any
+    call), then build the client."""
     config.check()
+    cache_dir(config.cache_dir, create=False)  # a --cache-dir that is a file: exit 2, also in a dry run
     key = resolve_api_key(config.model, config.api_base, config.api_key_env) if need_key else None
     if config.model == LOCAL:
         from mghkit.llm.local import check_available

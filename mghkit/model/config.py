@@ -6,6 +6,7 @@ Saved as ``mghkit_model.json`` in a run dir, beside ``adapter/`` (peft LoRA weig
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ POOLINGS = ("ata", "mean", "last", "weighted-mean")
 ATA_DIRECTIONS = ("received", "given")
 ATA_SIGNS = ("positive", "literal")
 DTYPES = ("float32", "bfloat16", "float16")
+# torch's device types (torch.device's own list, plus "npu" of the Ascend plugin): a device name is
+# checked against them before torch is imported, so a typo fails in milliseconds, not after a model load
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "npu", "mtia", "meta", "xla", "ipu", "hip", "ve", "fpga",
+                "maia", "lazy", "vulkan", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")  # fmt: skip
 QUERY_FORMAT = "Instruct: {task}\nQuery: {query}"
 
 
@@ -82,3 +87,17 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     """
     if value not in choices:
         raise UsageError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
+
+
+def check_device(name: str, option: str = "--device") -> None:
+    """A torch device name (``cpu``, ``cuda``, ``cuda:1``...), checked without importing torch;
+    whether the device exists here is checked when the model moves there.
+
+    >>> check_device("cuda:1")
+    >>> check_device("gpu0")
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: --device 'gpu0': not a torch device (e.g. cpu, cuda, cuda:1)
+    """
+    match = re.fullmatch(r"([a-z_]+)(:[0-9]+)?", name)
+    if match is None or match.group(1) not in DEVICE_TYPES:
+        raise UsageError(f"{option} {name!r}: not a torch device (e.g. cpu, cuda, cuda:1)")

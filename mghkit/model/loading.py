@@ -25,6 +25,7 @@ Loading changes no process-wide state: the CLI quiets transformers' load reports
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -37,45 +38,109 @@ LOCAL_CACHE_SUBDIR = "models/smollm2-135m-instruct"
 RUN_CONFIG = "mghkit_model.json"
 ADAPTER_DIR = "adapter"
 
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the safetensors format's own limit on its JSON header
+
+log = logging.getLogger(__name__)
+
 # Decoder families whose last-layer attention the ATA hook can recompute (q/k projections + RoPE).
 DECODER_TYPES = ("llama", "mistral", "qwen2")
 
 
-def local_model_cached(cache: str | Path | None = None) -> bool:
-    """True when the ``local`` model has already been converted (loading it is then quick)."""
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why a ``.safetensors`` file is not whole, or None when it is: its JSON header must parse
+    and the tensors it lists must end exactly where the file ends (a cut or overwritten file
+    fails; reads the header only, so it is quick for any size).
+
+    >>> safetensors_problem("/no/such/model.safetensors")
+    'No such file or directory'
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fp:
+            head = fp.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size or n > SAFETENSORS_MAX_HEADER:
+                return f"{size} bytes: no whole safetensors header"
+            meta = json.loads(fp.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
+    except OSError as e:
+        return e.strerror or str(e)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "the safetensors header is not valid"
+    if 8 + n + end != size:
+        return f"{size} bytes where its header describes {8 + n + end}"
+    return None
+
+
+def local_model_problem(cache: str | Path | None = None) -> str | None:
+    """Why the converted ``local`` model cannot be used as it is (not converted yet, or a file
+    cut or damaged), or None when it can."""
     target = cache_dir(cache) / LOCAL_CACHE_SUBDIR
-    return (target / "model.safetensors").exists() and (target / "tokenizer.json").exists()
+    if not target.is_dir():
+        return "not converted yet"
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        try:
+            json.loads((target / name).read_bytes())
+        except OSError as e:
+            return f"{name}: {e.strerror or e}"
+        except ValueError:
+            return f"{name}: not valid JSON"
+    problem = safetensors_problem(target / "model.safetensors")
+    return None if problem is None else f"model.safetensors: {problem}"
+
+
+def local_model_cached(cache: str | Path | None = None) -> bool:
+    """True when the ``local`` model has already been converted, whole (loading it is then quick)."""
+    return local_model_problem(cache) is None
 
 
 def local_model_dir(cache: str | Path | None = None) -> Path:
-    """Path of the converted ``local`` model, converting the GGUF on first use (once, atomically)."""
+    """Path of the converted ``local`` model, converting the GGUF on first use (once, atomically).
+    A damaged conversion (a cut ``model.safetensors``, a broken ``tokenizer.json``) is converted
+    again, with a warning that names it."""
     target = cache_dir(cache) / LOCAL_CACHE_SUBDIR
-    if local_model_cached(cache):
+    problem = local_model_problem(cache)
+    if problem is None:
         return target
+    if target.exists():
+        log.warning("%s: the cached conversion of the embedded model is damaged (%s); converting it again",
+                    target, problem)  # fmt: skip
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    import shutil
+
+    try:
+        _convert_embedded(tmp)
+        if target.exists() and not local_model_cached(cache):  # a damaged or half-written leftover
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.replace(target)
+        except OSError:  # another process finished first: keep its copy
+            if not local_model_cached(cache):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_embedded(folder: Path) -> None:
+    """Dequantise the embedded GGUF into a model dir (safetensors + tokenizer) at ``folder``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF load leaves a quantizer behind and save_pretrained refuses to write until it is gone.
     model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    import shutil
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    from mghkit.files import new_file_mode
 
-    if target.exists() and not local_model_cached(cache):  # a half-written leftover
-        shutil.rmtree(target, ignore_errors=True)
-    try:
-        tmp.replace(target)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not local_model_cached(cache):
-            raise
-    return target
+    for f in folder.iterdir():  # safetensors writes 0600: a shared cache would serve its owner only
+        f.chmod(new_file_mode())
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -156,11 +221,14 @@ def load_model(
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = device_map
+    check_weights(path)
+    from safetensors import SafetensorError
+
     try:
         model = AutoModel.from_pretrained(
             path, use_safetensors=_has_safetensors(path) or None, trust_remote_code=trust_remote_code, **kwargs
         )
-    except OSError as e:
+    except (OSError, SafetensorError) as e:
         raise UsageError(f"{name}: cannot load model weights offline: {e}") from e
     model.eval()
     if tokenizer.pad_token is None:
@@ -181,6 +249,16 @@ def set_attention(config: Any, bidirectional: bool) -> None:
 
 def _is_causal_lm(config: Any) -> bool:
     return any(a.endswith("ForCausalLM") for a in (getattr(config, "architectures", None) or []))
+
+
+def check_weights(path: str | Path) -> None:
+    """A model dir whose ``.safetensors`` files are cut or damaged fails with one line naming the
+    file (before transformers' own error, a traceback from inside safetensors)."""
+    p = Path(path)
+    for file in sorted(p.glob("*.safetensors")) if p.is_dir() else []:
+        problem = safetensors_problem(file)
+        if problem is not None:
+            raise UsageError(f"{file}: damaged weights file ({problem})")
 
 
 def _has_safetensors(path: str) -> bool:

@@ -16,7 +16,6 @@ is spent. The order of the output is deterministic for a seed (calls are read in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mghkit.aio import run_sync
-from mghkit.errors import MghkitError, UsageError
+from mghkit.errors import MghkitError, RuntimeFailure, UsageError
 from mghkit.jsonl import JsonlWriter
 from mghkit.llm.base import LOCAL, Completion, LLMClient
 from mghkit.llm.client import as_client
@@ -157,6 +156,23 @@ async def run_calls(
     return stats
 
 
+def _nothing_made(stats: BrainstormStats, out: str | Path | None) -> str:
+    """Why a run that made no task at all failed, in one line.
+
+    >>> _nothing_made(BrainstormStats(calls=3, unusable_replies=3, first_problem="not JSON"), "t.jsonl")
+    'brainstorm: no usable task in 3 replies (3 unusable: not JSON); nothing written, t.jsonl left as it was; try another --model or --seed'
+    """
+    if stats.unusable_replies:
+        why = f"{stats.unusable_replies} unusable: {stats.first_problem}"
+    elif stats.bad_items:
+        why = f"{stats.bad_items} items without a task description"
+    else:
+        why = "every task was a near-duplicate"
+    kept = f", {out} left as it was" if out and str(out) != "-" else ""
+    return (f"brainstorm: no usable task in {stats.calls} replies ({why}); nothing written{kept}; "
+            "try another --model or --seed")  # fmt: skip
+
+
 def _estimate(client: LLMClient, kinds: list[str], n_tasks: int, per_call: int) -> Estimate:
     need = quotas(n_tasks, kinds)
     n_calls = sum(math.ceil(q / per_call) for q in need.values())
@@ -195,29 +211,41 @@ async def abrainstorm(
         raise UsageError(f"--per-call must be between 1 and {MAX_PER_CALL}")
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
-                              cache_dir=cache_dir)  # fmt: skip
+                              cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
     result = Brainstormed()
     try:
         if dry_run:
             result.stats.estimate = _estimate(client, kind_list, n_tasks, per_call)
             return result
         warn_if_unpriced("brainstorm", client, max_budget)
-        writer = JsonlWriter(out) if out else contextlib.nullcontext(None)
-        with writer as w, RunProgress(n_tasks, "brainstorm", client, enabled=progress) as bar:
+        # opened first: a locked output or a read-only folder stops the run before any request;
+        # written atomically, so a failed run (a full disk, no task at all) leaves --out as it was
+        # - the answers it paid for are in the response cache, and a rerun gets them for free
+        writer = JsonlWriter(out) if out else None
+        made = False
+        try:
+            with RunProgress(n_tasks, "brainstorm", client, enabled=progress) as bar:
 
-            def on_task(task: Task) -> None:
-                if w is not None:
-                    w.write(task)
-                result.append(task)
-                bar.advance()
+                def on_task(task: Task) -> None:
+                    if writer is not None:
+                        writer.write(task)
+                    result.append(task)
+                    bar.advance()
 
-            try:
-                await run_calls(client, n_tasks=n_tasks, kinds=kind_list, per_call=per_call, seed=seed,
-                                concurrency=concurrency, on_task=on_task, stats=result.stats)  # fmt: skip
-            except MghkitError as e:  # keep what was made (a budget or network stop), then report
-                result.stats.stop = e
+                try:
+                    await run_calls(client, n_tasks=n_tasks, kinds=kind_list, per_call=per_call, seed=seed,
+                                    concurrency=concurrency, on_task=on_task, stats=result.stats)  # fmt: skip
+                except MghkitError as e:  # keep what was made (a budget or network stop), then report
+                    result.stats.stop = e
+            made = bool(result)
+            if not made and result.stats.stop is None:
+                result.stats.stop = RuntimeFailure(_nothing_made(result.stats, out))
+        finally:
+            if writer is not None:
+                writer.close(ok=made)  # no task: nothing written, an existing --out untouched
     finally:
         if owned:
             client.close()  # type: ignore[attr-defined]
@@ -247,13 +275,15 @@ def brainstorm(
     check: bool = True,
 ) -> Brainstormed:
     """``n_tasks`` tasks split evenly over ``kinds`` (a list of :class:`~mghkit.schema.Task` with
-    the run's ``.stats``; fewer when the model keeps repeating itself: ``.stats.shortfall``).
+    the run's ``.stats``; fewer when the model keeps repeating itself: ``.stats.shortfall``; none
+    at all is an error, a RuntimeFailure saying why).
 
     ``model``: a LiteLLM model name, ``"local"`` for the embedded offline LLM, or an LLM client
     object. The other options are the CLI's (``mghkit brainstorm --help``). ``out``: a JSONL file
-    the tasks are written to (atomically). ``dry_run``: send nothing; ``.stats.estimate``
-    forecasts calls, tokens and cost. ``check=False``: return the tasks made before a budget or
-    network stop instead of raising it (``.stats.stop``; ``.check()`` raises it).
+    the tasks are written to (atomically: a run that fails or makes no task leaves it as it was).
+    ``dry_run``: send nothing; ``.stats.estimate`` forecasts calls, tokens and cost.
+    ``check=False``: return the tasks made before a budget or network stop instead of raising it
+    (``.stats.stop``; ``.check()`` raises it).
 
     Works inside a running event loop too (Jupyter); there, ``await abrainstorm(...)`` also does.
     """

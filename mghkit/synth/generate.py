@@ -34,10 +34,10 @@ from mghkit.jsonl import (
     JsonlWriter,
     check_distinct_outputs,
     display_name,
+    is_special,
     iter_lines,
     parse_record,
     read_records,
-    repair_tail,
 )
 from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError
 from mghkit.llm.client import as_client
@@ -121,7 +121,12 @@ async def run_jobs(
     A request that fails for good (still failing after its retries, or refused by the provider,
     e.g. HTTP 400) is counted in ``stats.failed`` and left undone - not written as a reject, so a
     rerun tries it again once the cause is fixed. A budget stop, an auth error or FAIL_STREAK
-    failures in a row stop new requests; those in flight still finish and are handed over."""
+    failures in a row stop new requests; those in flight still finish and are handed over.
+
+    An error of ``on_record`` (a full disk, a closed stdout) or any other unexpected one stops
+    new requests too; those in flight finish (their answers land in the client's cache, so a
+    rerun does not pay for them again) but nothing more is handed over, then the first such error
+    is raised. No request is ever left dangling (no task is cancelled behind the caller's back)."""
     stats = stats or GenerateStats()
     params = RequestParams.for_model(client.model)
     key = params.key()
@@ -139,11 +144,12 @@ async def run_jobs(
 
     it = iter(replay_cached(list(jobs), client, params, record))
     streak = 0
+    errors: list[Exception] = []  # what went wrong on our side (first one raised at the end)
 
     async def worker() -> None:
         nonlocal streak
         for job, first in it:
-            if stats.stop is not None:
+            if stats.stop is not None or errors:
                 return
             try:
                 ok, result = await produce(job, client, params, first=first)
@@ -161,11 +167,22 @@ async def run_jobs(
                     stats.stop = RuntimeFailure(f"stopped after {streak} requests in a row failed; last: {e}")
                 on_done()
                 continue
+            except Exception as e:  # unexpected: stop, let the others finish what is in flight
+                errors.append(e)
+                return
             streak = 0
-            record(ok, result)
-            keep_results(client, [(job.result_name(key), ok, result)])
+            keep_results(client, [(job.result_name(key), ok, result)])  # first: a failed write loses nothing
+            if errors:  # an output already failed: the answer is in the cache, write nothing more
+                return
+            try:
+                record(ok, result)
+            except Exception as e:  # a full disk, a closed stdout
+                errors.append(e)
+                return
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    if errors:
+        raise errors[0]
     return stats
 
 
@@ -216,12 +233,13 @@ def _checked(records: Iterable[tuple[int, Task]], name: str) -> list[Task]:
 
 
 def done_ids(*paths: str | Path | None) -> set[str]:
-    """Ids already written to these JSONL files (a partial last line, as kill -9 leaves, is cut)."""
+    """Ids already written to these JSONL files, read without changing them: a broken line (the
+    partial last one a kill -9 leaves) counts as not done. ``-``, a device or a FIFO
+    (``/dev/stdout``, ``/dev/null``) is never read back: nothing is done there yet."""
     ids: set[str] = set()
     for p in paths:
-        if not p or str(p) == "-" or not Path(p).is_file():
+        if not p or is_special(p) or not Path(p).is_file():
             continue
-        repair_tail(p)
         for line in iter_lines(p):
             if line.obj is not None and isinstance(line.obj.get("id"), str):
                 ids.add(line.obj["id"])
@@ -259,30 +277,28 @@ async def agenerate(
     source = tasks if isinstance(tasks, str | Path) else "-"
     check_distinct_outputs(source, out=out, rejects=rejects)
     task_list = as_tasks(tasks)  # a bad file stops here: nothing sent, LiteLLM not even imported
+    # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
-                              cache_dir=cache_dir)  # fmt: skip
+                              cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
+    triplets: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     try:
         jobs = list(plan(task_list, per_task=per_task, seed=seed))
-        done = done_ids(out, rejects)
-        pending = [j for j in jobs if j.id not in done]
-        stats = GenerateStats(planned=len(jobs), resumed=len(jobs) - len(pending))
-        if dry_run:
+        if dry_run:  # read the outputs as they are: no lock, no repair
+            pending, stats = _resume(jobs, out, rejects)
             prompt_tokens = sum(count_tokens(client, j.messages) for j in pending)
             completion_tokens = sum(estimate_completion_tokens(j.attributes) for j in pending)
             stats.estimate = estimate(client, len(pending), prompt_tokens, completion_tokens)
             return GenerateResult([], [], stats)
         warn_if_unpriced("generate", client, max_budget)
-        if stats.resumed:
-            log.info("generate: resuming: %s of %s already in %s%s", f"{stats.resumed:,}", f"{len(jobs):,}", out,
-                     f" / {rejects}" if rejects else "")  # fmt: skip
-        triplets: list[dict[str, Any]] = []
-        rejected: list[dict[str, Any]] = []
-        with (
-            _appender(out) as out_w,
-            _appender(rejects) as rej_w,
-            RunProgress(len(pending), "generate", client, enabled=progress) as bar,
-        ):
+        # the outputs are locked (a second run on them stops here, exit 2, naming this one) and a
+        # partial last line repaired before the ids already done are read from them
+        with _appender(out) as out_w, _appender(rejects) as rej_w:
+            pending, stats = _resume(jobs, out, rejects)
+            if stats.resumed:
+                log.info("generate: resuming: %s of %s already in %s%s", f"{stats.resumed:,}", f"{len(jobs):,}",
+                         out, f" / {rejects}" if rejects else "")  # fmt: skip
 
             def on_record(ok: bool, rec: dict[str, Any]) -> None:
                 writer = out_w if ok else rej_w
@@ -291,8 +307,9 @@ async def agenerate(
                 if collect:
                     (triplets if ok else rejected).append(rec)
 
-            await run_jobs(pending, client, concurrency=concurrency, on_record=on_record, on_done=bar.advance,
-                           stats=stats)  # fmt: skip
+            with RunProgress(len(pending), "generate", client, enabled=progress) as bar:
+                await run_jobs(pending, client, concurrency=concurrency, on_record=on_record, on_done=bar.advance,
+                               stats=stats)  # fmt: skip
     finally:
         if owned:
             client.close()  # type: ignore[attr-defined]
@@ -345,6 +362,13 @@ def generate(
                               concurrency=concurrency, rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run,
                               api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
                               cache_dir=cache_dir, progress=progress, collect=collect, check=check))  # fmt: skip
+
+
+def _resume(jobs: list[Job], out: str | Path | None, rejects: str | Path | None) -> tuple[list[Job], GenerateStats]:
+    """The jobs not yet done in ``out`` / ``rejects``, and the stats that start from them."""
+    done = done_ids(out, rejects)
+    pending = [j for j in jobs if j.id not in done]
+    return pending, GenerateStats(planned=len(jobs), resumed=len(jobs) - len(pending))
 
 
 def _appender(path: str | Path | None) -> contextlib.AbstractContextManager[JsonlWriter | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,16 +85,43 @@ class TrainArgs:
         return dataclasses.asdict(self)
 
     def check(self) -> None:
-        """Usage errors that need no data and no model."""
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "max_length": self.max_length,
-                    "save_every": self.save_every}  # fmt: skip
-        for name, value in positive.items():
-            if value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        """Usage errors that need no data and no model: every option, before anything is loaded.
+
+        >>> TrainArgs("t.jsonl", lora_dropout=1.0).check()
+        Traceback (most recent call last):
+        mghkit.errors.UsageError: --lora-dropout must be in [0, 1), got 1.0
+        """
+        from mghkit.model.config import DTYPES, POOLINGS, check_choice, check_device
+
+        if not isinstance(self.base_model, str) or not self.base_model.strip():
+            raise UsageError(f"--base-model: expected a model name or dir, got {self.base_model!r}")
+        if not str(self.out).strip():
+            raise UsageError("--out: expected a run directory, got ''")
+        at_least = {"batch_size": 1, "grad_accum": 1, "max_length": 4, "save_every": 1, "lora_r": 1, "lora_alpha": 1,
+                    "steps": 1, "epochs": 1, "threads": 1, "stop_after": 1, "warmup_steps": 0,
+                    "keep_checkpoints": 0}  # fmt: skip
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+        for name in ("lr", "temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UsageError(f"--{name} must be a number > 0, got {value}")
+        for name in ("weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if not 0 <= self.lora_dropout < 1:  # NaN fails too
+            raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.steps is not None and self.epochs is not None:
             raise UsageError("give --steps or --epochs, not both")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise UsageError("--lr and --temperature must be > 0")
+        if self.pooling is not None:
+            check_choice("pooling", self.pooling, POOLINGS)
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, DTYPES)
+        if self.device is not None:
+            check_device(self.device)
         if self.quantize and not self.lora:
             raise UsageError("--quantize needs LoRA (drop --no-lora)")
         if self.lora_dtype not in ("float32", "base"):

@@ -3,7 +3,8 @@
 Layout: ``RUN/checkpoints/step-000010/`` with ``trainable.pt``, ``optimizer.pt``,
 ``scheduler.pt``, ``rng-rank{R}.pt`` (one per process: the CPU generator and the process's CUDA
 device) and ``state.json`` (step, data hash, the arguments that must not change). A checkpoint is
-written to a temp dir and renamed, so a killed run never leaves a half checkpoint behind.
+written to a temp dir and renamed, and an old one is renamed before it is removed, so a killed run
+never leaves a half checkpoint under a ``step-NNNNNN`` name.
 Restoring the RNG sets torch's generators; the training loop does it inside ``fork_rng``.
 """
 
@@ -50,23 +51,52 @@ def save(run: Path, step: int, *, trainable: dict[str, torch.Tensor], optimizer:
     Callers put a barrier around this in multi-process runs."""
     target = step_dir(run, step)
     tmp = target.with_name(target.name + ".tmp")
+    try:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            _torch_save(trainable, tmp / "trainable.pt")
+            _torch_save(optimizer.state_dict(), tmp / "optimizer.pt")
+            _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+            write_json_atomic(tmp / "state.json", {**state, "step": step, "world_size": world_size})
+        _barrier()
+        _torch_save(rng_state(device), tmp / f"rng-rank{rank}.pt")
+        _barrier()
+    except BaseException:  # a full disk, SIGTERM: no half checkpoint left behind (the last whole one stays)
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(trainable, tmp / "trainable.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        write_json_atomic(tmp / "state.json", {**state, "step": step, "world_size": world_size})
-    _barrier()
-    torch.save(rng_state(device), tmp / f"rng-rank{rank}.pt")
-    _barrier()
-    if rank == 0:
-        shutil.rmtree(target, ignore_errors=True)
+        if target.exists():  # a rerun of a step: move the old one out of the way first
+            _discard(target)
         tmp.rename(target)
         for old in sorted((run / DIR).glob("step-??????"))[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            _discard(old)
+        for stale in [*(run / DIR).glob("step-??????.tmp"), *(run / DIR).glob("step-??????.old")]:
+            if stale != tmp:  # what a killed run left (never a step: the glob above cannot see them)
+                shutil.rmtree(stale, ignore_errors=True)
     _barrier()
     return target
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file, so a full disk is an OSError naming ``path`` (given a
+    path, torch raises a RuntimeError about stream positions instead)."""
+    try:
+        with path.open("wb") as fp:
+            torch.save(obj, fp)
+    except OSError as e:
+        e.filename = str(path)
+        raise
+
+
+def _discard(ckpt: Path) -> None:
+    """Remove a checkpoint: renamed first (one step), so a kill during the removal leaves a
+    ``.old`` dir that :func:`latest` never picks, not a half-deleted ``step-NNNNNN``."""
+    gone = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(gone, ignore_errors=True)
+    ckpt.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def latest(run: Path) -> Path | None:

@@ -8,16 +8,19 @@ one stage; stages are never mixed in a step and never shuffled across.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mghkit.errors import InputError, UsageError
 from mghkit.jsonl import display_name, iter_lines, parse_record
+from mghkit.model.loading import RUN_CONFIG
 from mghkit.schema import LEVELS, Example, Triplet
 from mghkit.train.rundir import ARGS_FILE
 
@@ -62,6 +65,25 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class _HashingReader:
+    """A binary file whose every byte read also goes into a sha256: the training file is read
+    once (a FIFO or ``-`` cannot be read twice), parsed and hashed in the same pass."""
+
+    def __init__(self, fp: IO[bytes]) -> None:
+        self.fp, self.sha = fp, hashlib.sha256()
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.fp.readline(size)
+        self.sha.update(data)
+        return data
+
+    def drain(self) -> str:
+        """The hex digest of the whole file (the rest is read when parsing stopped early)."""
+        for block in iter(lambda: self.fp.read(1 << 20), b""):
+            self.sha.update(block)
+        return self.sha.hexdigest()
+
+
 def _check_texts(rec: Example | Triplet, name: str, lineno: int) -> None:
     if isinstance(rec, Example):
         fields = {"query": rec.query, "positive": rec.positive, "negative": rec.negative}
@@ -80,12 +102,31 @@ def _check_texts(rec: Example | Triplet, name: str, lineno: int) -> None:
 def read_training_records(path: str | Path) -> tuple[str, list[Example] | list[Triplet], int]:
     """Parse and check every line; the first bad one raises InputError (file:line:field).
     Returns (kind, records, number of records). The kind is set by the first record."""
+    kind, records, n, _ = _read_and_hash(path)
+    return kind, records, n
+
+
+def _read_and_hash(path: str | Path) -> tuple[str, list[Any], int, str]:
+    """(kind, records, number of records, sha256 of the file), the file read exactly once."""
     name = display_name(path)
-    if str(path) != "-" and not Path(path).exists():
+    if str(path) == "-":
+        return _parse_records(_HashingReader(sys.stdin.buffer), name)
+    if not Path(path).exists():
         raise UsageError(f"{name}: no such file")
+    if Path(path).is_dir():
+        raise UsageError(f"{name}: is a directory, expected a training file")
+    try:
+        fp = Path(path).open("rb")  # noqa: SIM115 - closed by the with below
+    except OSError as e:
+        raise UsageError(f"{name}: cannot open ({e.strerror})") from None
+    with fp:
+        return _parse_records(_HashingReader(fp), name)
+
+
+def _parse_records(reader: _HashingReader, name: str) -> tuple[str, list[Any], int, str]:
     kind: str | None = None
     records: list[Any] = []
-    for line in iter_lines(path):
+    for line in iter_lines(reader):  # type: ignore[arg-type]  # readline is all iter_lines uses
         if line.obj is None:
             raise InputError(line.error or "bad line", path=name, line=line.lineno)
         if kind is None:
@@ -105,14 +146,13 @@ def read_training_records(path: str | Path) -> tuple[str, list[Example] | list[T
         records.append(rec)
     if kind is None:
         raise InputError("no training records", path=name)
-    return kind, records, len(records)
+    return kind, records, len(records), reader.drain()
 
 
 def load_training_data(path: str | Path, *, schedule: str | None = None, seed: int = 0) -> TrainData:
     """Read the whole training file (fast, no model) and put it in training order."""
-    kind, records, n = read_training_records(path)
+    kind, records, n, sha = _read_and_hash(path)
     name = display_name(path)
-    sha = file_sha256(path) if str(path) != "-" else hashlib.sha256(b"<stdin>").hexdigest()
     if kind == "curriculum":
         return TrainData(list(records), kind, name, sha, schedule=None, lines=n)  # type: ignore[arg-type]
     from mghkit.schedules import build_curriculum
@@ -207,20 +247,43 @@ def _run_steps(examples: list[Example], run: list[int], size: int, ks: range) ->
 
 
 def check_out(out: str | Path, *, resume: bool) -> None:
-    """The run dir can take this run: a new dir (or one without a run), or one to resume."""
+    """The run dir can take this run: a new dir (or one without a run), or one to resume, in a
+    place this process may write (a read-only folder fails here, before any model loads)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
-    if not resume and (out / ARGS_FILE).exists():
+    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is not a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):  # the CLI: one line, exit 1
+        where = "" if existing == out.absolute() else f" (cannot create it in {existing})"
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES) + where, str(out))
+    if not resume and (out / ARGS_FILE).exists() and (has_checkpoint(out) or (out / RUN_CONFIG).exists()):
         raise UsageError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and not any((out / "checkpoints").glob("step-??????")):
+    if resume and not has_checkpoint(out):
         raise UsageError(f"{out}: no checkpoint to resume from")
+
+
+def has_checkpoint(out: Path) -> bool:
+    """A run that saved a checkpoint; one stopped before its first (killed, a full disk) holds
+    nothing worth keeping, and a new run may start over in its dir."""
+    return any((out / "checkpoints").glob("step-??????"))
+
+
+def check_base_model(name: str) -> None:
+    """A base model that names a missing dir fails now, before torch (``local`` and Hugging
+    Face ids are looked up when the model loads)."""
+    from mghkit.model import loading
+
+    if name != loading.LOCAL_NAME and not loading.is_run_dir(name):
+        loading.resolve_model_path(name)
 
 
 def prepare(args: Any, world_size: int | None = None) -> tuple[TrainData, list[Step]]:
     """Check the arguments (a ``TrainArgs``) and the whole training file, and plan every step.
     No torch, no model: a bad file fails in seconds. ``world_size`` defaults to $WORLD_SIZE."""
     args.check()
+    check_base_model(args.base_model)
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     check_out(args.out, resume=args.resume)
     data = load_training_data(args.data, schedule=args.schedule, seed=args.seed)

@@ -220,15 +220,12 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
                    "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(len(step.indices) / seconds, 2),
                    "elapsed_s": round(time.perf_counter() - t_run, 2)}  # fmt: skip
             if main:
-                with (out / rundir.METRICS_FILE).open("a", encoding="utf-8") as fp:
-                    fp.write(json.dumps(row) + "\n")
+                _append_metrics(out / rundir.METRICS_FILE, row)
             progress.update(row)
             if (i + 1) % args.save_every == 0 or i + 1 == end:
                 _save_checkpoint(out, i + 1, model, optimizer, scheduler, state, dist, args.keep_checkpoints, device)
                 if main:
-                    from mghkit.train.plot import plot_metrics
-
-                    plot_metrics(out / rundir.METRICS_FILE, out / rundir.PLOT_FILE)
+                    _plot(out)
     finished = end >= len(plan)
     if main and finished:
         rundir.save_model(out, encoder, args, data_sha256=data.sha256, steps=len(plan))
@@ -275,9 +272,37 @@ def _save_checkpoint(out: Path, step: int, model: Any, optimizer: Any, scheduler
                     state=state, rank=dist.rank, world_size=dist.world_size, keep=keep, device=device)  # fmt: skip
 
 
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    """One line per step, appended whole (a full disk: an OSError naming the file)."""
+    try:
+        with path.open("a", encoding="utf-8") as fp:
+            fp.write(json.dumps(row) + "\n")
+    except OSError as e:
+        e.filename = str(path)
+        raise
+
+
+def _plot(out: Path) -> None:
+    """loss.png; a plot that cannot be drawn or written costs a warning, never the run."""
+    from mghkit.train.plot import plot_metrics
+
+    try:
+        plot_metrics(out / rundir.METRICS_FILE, out / rundir.PLOT_FILE)
+    except (OSError, ValueError, RuntimeError) as e:
+        log.warning("%s: cannot draw the loss plot (%s); training goes on", out / rundir.PLOT_FILE, e)
+
+
 def _truncate_metrics(path: Path, start: int) -> None:
-    """Keep the rows of steps <= ``start`` (a resumed run rewrites what came after)."""
+    """Keep the rows of steps <= ``start`` (a resumed run rewrites what came after); a line a
+    killed run left half-written is dropped."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= start:
+            keep.append(line)
     write_text_atomic(path, "".join(line + "\n" for line in keep))

@@ -8,7 +8,12 @@ from pathlib import Path
 
 def plot_metrics(metrics: Path, out: Path) -> Path | None:
     """Draw loss (left axis) and lr (right axis) against step from ``metrics.jsonl``."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    rows = []
+    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines() if metrics.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a line a killed run left half-written
+            continue
     if not rows:
         return None
     from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
@@ -30,6 +35,9 @@ def plot_metrics(metrics: Path, out: Path) -> Path | None:
     ax.set_title("training loss and learning rate (dashed: stage boundaries)", fontsize=9)
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(out)
+    try:
+        fig.savefig(tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mghkit.errors import UsageError
-from mghkit.jsonl import dumps, write_text_atomic
-from mghkit.train.args import make_args
+from mghkit.files import is_special
+from mghkit.jsonl import display_name, dumps, write_text_atomic
+from mghkit.train.args import TrainArgs, make_args
 from mghkit.train.rundir import DATA_FILE
 
 if TYPE_CHECKING:
     from mghkit.model.encoder import Encoder
     from mghkit.schema import Example, Triplet
+    from mghkit.train.data import Step, TrainData
 
 __all__ = ["TrainResult", "fine_tune"]
 
@@ -92,8 +95,9 @@ def fine_tune(
 
     ``examples``: curriculum ``Example`` records (trained in their order), ``Triplet`` records
     (ordered by ``schedule``), dicts of either, or a path to such a JSONL file. Records are
-    written to ``OUT/training_data.jsonl``, so the run can be resumed and replayed like a file.
-    ``None``: the training file named by ``config``.
+    written to ``OUT/training_data.jsonl``, so the run can be resumed and replayed like a file;
+    so is a stream (``-``, a FIFO, ``<(...)``), read exactly once. ``None``: the training file
+    named by ``config``.
 
     Every other keyword is a ``TrainArgs`` field (``mghkit train --help`` lists them with their
     defaults): None means "not given", and the value then comes from ``config`` (a run's
@@ -114,17 +118,22 @@ def fine_tune(
              "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
              "device": device, "extra": extra}  # fmt: skip
     config = None if config is None else os.fspath(config)
+    from mghkit.train.data import check_base_model, prepare
+
     if examples is None or isinstance(examples, str | os.PathLike):
         args = make_args(None if examples is None else os.fspath(examples), given, preset=preset, config=config)
+        check_base_model(args.base_model)
+        if is_special(args.data):  # '-', a FIFO, <(...): read once into the run dir
+            args, prepared = _prepare_stream(args)
+        else:
+            prepared = prepare(args)  # the whole file is checked before torch is imported (fails in seconds)
     else:
         records = _records_text(examples)
         args = make_args(DATA_FILE, given, preset=preset, config=config)
+        check_base_model(args.base_model)
         args = replace(args, data=str(Path(args.out) / DATA_FILE))
         _write_records(Path(args.data), records, resume=args.resume, out=args.out)
-
-    from mghkit.train.data import prepare
-
-    prepared = prepare(args)  # the whole file is checked before torch is imported (fails in seconds)
+        prepared = prepare(args)
     from mghkit.train.loop import train
 
     return train(args, prepared=prepared, progress=progress)
@@ -144,6 +153,63 @@ def _records_text(examples: Iterable[Any]) -> str:
             raise UsageError(f"examples[{i}]: expected an Example, a Triplet or a dict, got {type(rec).__name__}")
         lines.append(dumps(obj) + "\n")
     return "".join(lines)
+
+
+def _prepare_stream(args: TrainArgs) -> tuple[TrainArgs, tuple[TrainData, list[Step]]]:
+    """``prepare`` for a training stream: spooled into the run dir first (:func:`_spool_stream`);
+    errors name the stream (``<stdin>:3: query``), and a stream that fails the checks leaves
+    nothing behind (nor a run dir this call created)."""
+    from mghkit.errors import InputError
+    from mghkit.train.data import prepare
+
+    stream = display_name(args.data)
+    out = Path(args.out)
+    new_dir = not out.exists()
+    fresh = not (args.resume and (out / DATA_FILE).exists())
+    spooled = replace(args, data=_spool_stream(args.data, out=args.out, resume=args.resume))
+    try:
+        prepared = prepare(spooled)
+    except BaseException as e:
+        if fresh:
+            Path(spooled.data).unlink(missing_ok=True)
+            if new_dir:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        if isinstance(e, InputError) and e.path == display_name(spooled.data):
+            raise InputError(e.reason, path=stream, line=e.line, field=e.field) from None
+        raise
+    prepared[0].extra["read_from"] = stream
+    return spooled, prepared
+
+
+def _spool_stream(source: str, *, out: str, resume: bool) -> str:
+    """Copy a training stream (``-``, a FIFO, ``/dev/fd/N``) into ``OUT/training_data.jsonl``,
+    reading it exactly once, and return that path: the run is then checked, hashed, resumed and
+    replayed (``--config``) from a regular file. A resumed run must bring the same bytes."""
+    import filecmp
+    import shutil
+    import sys
+
+    from mghkit.files import AtomicFile
+    from mghkit.train.data import check_out
+
+    check_out(out, resume=resume)
+    target = Path(out) / DATA_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    keep = resume and target.is_file()
+    dest = target.with_name(f".{DATA_FILE}.resume") if keep else target
+    with AtomicFile(dest, binary=True) as spool:
+        if str(source) == "-":
+            shutil.copyfileobj(sys.stdin.buffer, spool.fp, 1 << 20)
+        else:
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, spool.fp, 1 << 20)
+    if keep:
+        same = filecmp.cmp(dest, target, shallow=False)
+        dest.unlink()
+        if not same:
+            raise UsageError(f"{out}: resume with other examples than the run's {DATA_FILE}")
+    return str(target)
 
 
 def _write_records(path: Path, text: str, *, resume: bool, out: str) -> None:

@@ -15,6 +15,11 @@ No torch import at module level.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,15 +60,57 @@ def save_model(out: Path, encoder: Any, args: Any, *, data_sha256: str, steps: i
     rebuilds the trained encoder wherever the run dir is later."""
     base_name = loading.portable_model_name(args.base_model, out)
     if args.lora:
-        save_adapter(encoder.model, encoder.tokenizer, out / loading.ADAPTER_DIR, base_name)
+        with _folder_in_one_piece(out / loading.ADAPTER_DIR) as tmp:
+            save_adapter(encoder.model, encoder.tokenizer, tmp, base_name)
     else:  # full fine-tune: the whole model becomes the base
-        encoder.model.save_pretrained(str(out / MODEL_DIR))
-        encoder.tokenizer.save_pretrained(str(out / MODEL_DIR))
+        with _folder_in_one_piece(out / MODEL_DIR) as tmp:
+            encoder.model.save_pretrained(str(tmp))
+            encoder.tokenizer.save_pretrained(str(tmp))
         base_name = loading.portable_path(out / MODEL_DIR, out)
     trained = {"steps": steps, "data_sha256": data_sha256, "quantize": args.quantize, "by": "mghkit train"}
     config = replace(encoder.config, base_model=base_name, dtype="float32" if args.quantize else encoder.config.dtype,
                      extra={**encoder.config.extra, "trained": trained})  # fmt: skip
     write_json_atomic(out / loading.RUN_CONFIG, config.to_dict())
+
+
+@contextmanager
+def _folder_in_one_piece(folder: Path) -> Iterator[Path]:
+    """A temp folder beside ``folder``, renamed into place when the block ends without an error
+    (removed otherwise), its files' modes following the umask: a killed run never leaves a
+    half-written ``adapter/``. The run dir's ``mghkit_model.json``, written after it, is what
+    makes the run dir a model."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        try:
+            yield tmp
+        except Exception as e:  # safetensors reports a full disk as "... (os error 28)"
+            code = re.search(r"\(os error (\d+)\)", str(e))
+            if isinstance(e, OSError) or code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(folder)) from e
+        follow_umask(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give the files of ``folder`` the mode a plain ``open`` would (the umask): safetensors writes
+    its files 0600, which would keep a shared run dir from loading for anyone else."""
+    from mghkit.files import new_file_mode
+
+    mode = new_file_mode()
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(mode)
 
 
 def save_adapter(model: Any, tokenizer: Any, folder: Path, base_name: str) -> None:

@@ -4,7 +4,8 @@ Checks, in order, for every record (codes as they appear in rejects and the repo
 ``REASONS``): schema -> number of negatives and their levels -> text normalisation and lengths ->
 a negative identical or near-identical to its own query, positive or another negative -> a
 negative equal to another record's positive -> (with an embedder) a negative that outscores the
-positive -> exact and near-duplicate queries across the input (the first occurrence is kept).
+positive -> an id already kept (``duplicate_id``) -> exact and near-duplicate queries across
+the input (the first occurrence is kept).
 
 The modules, in data-flow order (each imports only those above it)::
 

@@ -41,6 +41,7 @@ REASONS: dict[str, str] = {
     "duplicate_negatives": "two negatives of the record are (near-)identical",
     "negative_is_other_positive": "a negative equals another record's positive (likely a false negative)",
     "negative_outscores_positive": "with --check-levels: a negative is closer to the query than the positive",
+    "duplicate_id": "the id repeats an earlier kept record's id (the first is kept)",
     "duplicate_query": "the query repeats an earlier kept record's query (after normalisation)",
     "near_duplicate_query": "the query is a near-duplicate of an earlier kept record's query (MinHash)",
 }
@@ -201,6 +202,7 @@ def check_record(obj: dict[str, Any], cfg: ValidateConfig) -> tuple[Checked | No
     if reasons:
         return None, reasons
     clean = {"id": t.id, **obj}
+    clean["id"] = t.id  # an empty "id" is filled as the Triplet fills it
     if "instruction" in clean and isinstance(clean["instruction"], str):
         clean["instruction"] = normalize_text(clean["instruction"])
     clean["query"], clean["positive_example"] = texts[0], texts[1]

@@ -3,7 +3,8 @@
 Stage 1 (``prepare_batch``: parsing outcome, the per-record checks, hashes and MinHash band keys
 of the queries) needs nothing from other batches, so it can run in a worker process. Stage 2
 (``Finisher``) runs in the main process in file order: a negative equal to another record's
-positive, the level check (with an embedder), exact and near-duplicate queries (the first kept).
+positive, the level check (with an embedder), a repeated id, exact and near-duplicate queries
+(the first kept).
 
 A negative is checked against the positives of the whole file, further down too: pass 1
 (``collect_positives``) stores a hash of every positive first. The indexes store about 250 bytes
@@ -41,6 +42,7 @@ class Good:
     outcome: Outcome
     clean: dict[str, Any] | JsonText
     query_hash: int
+    id_hash: int
     negative_hashes: list[int]
     texts: list[str] | None  # only kept for the level check
 
@@ -75,12 +77,43 @@ def prepare_batch(lines: Iterable[Line], cfg: ValidateConfig, keep_texts: bool =
         if checked is not None:
             k = checked.keys
             texts = checked.texts if keep_texts else None
-            good.append(Good(o, checked.clean, key_hash(k[0]), [key_hash(x) for x in k[2:6]], texts))
+            ident = key_hash(str(checked.clean["id"]))
+            good.append(Good(o, checked.clean, key_hash(k[0]), ident, [key_hash(x) for x in k[2:6]], texts))
             qkeys.append(k[0])
     minhash = _MINHASHERS.get(cfg.num_perm) or _MINHASHERS.setdefault(cfg.num_perm, MinHasher(cfg.num_perm))
     sigs = minhash.signatures(qkeys)
     bands, rows = lsh_params(cfg.dedup_threshold, cfg.num_perm)
     return Prepared(outcomes, good, sigs, band_keys(sigs, bands, rows))
+
+
+class UniqueIds:
+    """The ids of kept records (hash -> line): a later record with a kept record's id is rejected
+    (``duplicate_id``; the first kept), so the ids of the output are unique - the curriculum's
+    example ids and generate's resume-by-id depend on it. Only kept records count, as for
+    duplicate queries. Used per batch: ``start``, then ``clash`` / ``keep`` in line order."""
+
+    def __init__(self) -> None:
+        self.index = SortedKeys()
+        self._earlier = np.zeros(0, dtype=np.int64)
+        self._batch: dict[int, int] = {}
+
+    def start(self, good: list[Good]) -> None:
+        self._earlier = self.index.first(np.array([g.id_hash for g in good], dtype=np.uint64))
+        self._batch = {}
+
+    def clash(self, i: int, g: Good) -> Reason | None:
+        """The reason to reject ``good[i]`` (an earlier kept record has its id), or None."""
+        first = int(self._earlier[i]) if self._earlier[i] >= 0 else self._batch.get(g.id_hash)
+        return None if first is None else Reason("duplicate_id", "id", f"same id as line {first}")
+
+    def keep(self, g: Good) -> None:
+        self._batch.setdefault(g.id_hash, g.outcome.lineno)
+
+    def finish(self) -> None:
+        if self._batch:
+            keys = np.fromiter(self._batch.keys(), dtype=np.uint64, count=len(self._batch))
+            self.index.add(keys, np.fromiter(self._batch.values(), dtype=np.uint32, count=len(self._batch)))
+        self._batch = {}
 
 
 class QueryDedup:
@@ -90,8 +123,10 @@ class QueryDedup:
         self.exact = SortedKeys()  # query key hash -> line
         self.near = LshIndex(cfg.dedup_threshold, cfg.num_perm)
 
-    def run(self, good: list[Good], sigs: np.ndarray, bands: np.ndarray) -> None:
-        """Mark duplicates among ``good`` (in line order) against the index and each other."""
+    def run(self, good: list[Good], sigs: np.ndarray, bands: np.ndarray, ids: UniqueIds | None = None) -> None:
+        """Mark duplicates among ``good`` (in line order) against the index and each other;
+        ``ids`` (started on ``good``): a repeated id is rejected first, and a record's id is kept
+        only when its query is."""
         if not good:
             return
         hashes = np.array([g.query_hash for g in good], dtype=np.uint64)
@@ -106,6 +141,10 @@ class QueryDedup:
         sig16 = sigs.astype(np.uint16)  # compared as the index stores them, so batch boundaries do not matter
         for i, g in enumerate(good):
             o = g.outcome
+            clash = ids.clash(i, g) if ids is not None else None
+            if clash is not None:
+                o.reasons.append(clash)
+                continue
             first = int(earlier[i]) if earlier[i] >= 0 else seen_exact.get(g.query_hash)
             if first is not None:
                 o.reasons.append(Reason("duplicate_query", "query", f"same query as line {first}"))
@@ -121,6 +160,8 @@ class QueryDedup:
                                         f"near-duplicate of line {hit[0]} (est. Jaccard {hit[1]:.2f})"))  # fmt: skip
                 continue
             seen_exact[g.query_hash] = o.lineno
+            if ids is not None:
+                ids.keep(g)
             for b in band_rows[i]:
                 local_buckets.setdefault(b, []).append(i)
             kept.append(i)
@@ -132,10 +173,11 @@ class QueryDedup:
 
 class Finisher:
     """Stage 2 of each batch, in file order: negatives vs other positives, the level check,
-    duplicate queries; then the clean record of each survivor."""
+    repeated ids and duplicate queries; then the clean record of each survivor."""
 
     def __init__(self, cfg: ValidateConfig, positives: SortedKeys | None, embed: Embedder | None) -> None:
         self.dedup = QueryDedup(cfg) if cfg.dedup else None
+        self.ids = UniqueIds()  # always: unique ids are not a dedup choice
         self.positives, self.embed = positives, embed
 
     def __call__(self, prep: Prepared) -> list[Outcome]:
@@ -144,9 +186,19 @@ class Finisher:
             check_other_positives(good, self.positives)
         if self.embed is not None:
             check_levels([g for g in good if not g.outcome.reasons], self.embed)
+        ok = [i for i, g in enumerate(good) if not g.outcome.reasons]
+        survivors = [good[i] for i in ok]
+        self.ids.start(survivors)
         if self.dedup is not None:
-            ok = [i for i, g in enumerate(good) if not g.outcome.reasons]
-            self.dedup.run([good[i] for i in ok], prep.sigs[ok], prep.bands[ok])
+            self.dedup.run(survivors, prep.sigs[ok], prep.bands[ok], self.ids)
+        else:
+            for i, g in enumerate(survivors):
+                clash = self.ids.clash(i, g)
+                if clash is not None:
+                    g.outcome.reasons.append(clash)
+                else:
+                    self.ids.keep(g)
+        self.ids.finish()
         for g in good:
             if not g.outcome.reasons:
                 g.outcome.clean = g.clean

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -74,9 +74,9 @@ class LevelStats:
             },
         }
 
-    def plot(self, path: str | Path) -> None:
-        """Per-level cosine distributions (violins) as a PNG (matplotlib's object API: no pyplot,
-        no global backend)."""
+    def plot(self, path: str | Path | IO[bytes]) -> None:
+        """Per-level cosine distributions (violins) as a PNG, to a path or a binary file object
+        (matplotlib's object API: no pyplot, no global backend)."""
         from matplotlib.figure import Figure
 
         m = np.stack(self.rows) if self.rows else np.zeros((0, 5))
@@ -92,10 +92,7 @@ class LevelStats:
         ax.set_title(f"Similarity to the query by level (n={len(m)})")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
-        try:
-            fig.savefig(path)
-        except OSError as e:
-            raise UsageError(f"{path}: cannot write the plot ({e.strerror or e})") from None
+        fig.savefig(path, format="png")
 
 
 # ----------------------------------------------------------------------------- embedders

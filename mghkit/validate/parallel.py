@@ -2,15 +2,26 @@
 per-record checks) runs in a worker, stage 2 (the checks across the file) stays in the main
 process in file order, so the output is byte-identical to a run in one process.
 
+The workers die with the main process: an exception or a signal there (SIGTERM, Ctrl-C) shuts
+the pool down on the way out, and after a kill -9 each worker gets SIGKILL from the kernel
+(Linux ``PR_SET_PDEATHSIG``; elsewhere a thread that watches the parent pid). Ctrl-C and SIGTERM
+themselves are for the main process to handle: a worker ignores SIGINT and dies of SIGTERM.
+
     >>> list(ordered_map(abs, [-3, 2, -1], workers=0))
     [3, 2, 1]
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -41,7 +52,7 @@ def worker_count(cfg: ValidateConfig, source: str, embed: Embedder | None) -> in
     return cpus if big and cpus > 1 else 0
 
 
-def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Generator[Any, None, None]:
     """``map(fn, items)`` in ``workers`` processes (0: in this one), results in order, at most
     2 x workers in flight (memory stays flat)."""
     if workers <= 0:
@@ -52,7 +63,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
     pending: deque[Any] = deque()
     try:
         for item in items:
@@ -63,6 +74,32 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _worker_start(parent: int) -> None:
+    """In each worker, first: die with the parent, leave signals to the parent.
+
+    A worker blocked on the pool's queues would otherwise wait forever after a kill -9 of the
+    main process (it holds both ends of the pipes itself, so it never sees end-of-file)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's Terminated handler
+    watched = False
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        watched = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
+    if not watched:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def batches(source: str, size: int) -> Iterator[list[RawLine]]:
@@ -97,17 +134,19 @@ def _prepare_raw(job: tuple[list[RawLine], ValidateConfig]) -> Prepared:
     return prep
 
 
-def parallel_outcomes(source: str, cfg: ValidateConfig, workers: int) -> Iterator[Outcome]:
+def parallel_outcomes(source: str, cfg: ValidateConfig, workers: int) -> Generator[Outcome, None, None]:
     """The outcome of every line of ``source`` (a file), the per-record work in ``workers``
     processes: the same two passes as in one process."""
     size = PARALLEL_BATCH  # read at call time (tests shrink it)
     positives = None
     if cfg.cross_positives:
-        parts = list(ordered_map(_positives_of_batch, batches(source, size), workers))
+        with closing(ordered_map(_positives_of_batch, batches(source, size), workers)) as results:
+            parts = list(results)
         positives = SortedKeys()
         if parts:
             positives.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     finish = Finisher(cfg, positives, None)
     jobs = ((raw, cfg) for raw in batches(source, size))
-    for prep in ordered_map(_prepare_raw, jobs, workers):
-        yield from finish(prep)
+    with closing(ordered_map(_prepare_raw, jobs, workers)) as preps:  # a signal here stops the workers now
+        for prep in preps:
+            yield from finish(prep)

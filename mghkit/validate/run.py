@@ -1,20 +1,26 @@
 """The runs: ``validate_triplets`` (the front door), ``validate_file`` (a file streamed to two
 callbacks) and ``validate_lines`` (a stream of parsed lines to outcomes).
 
-A file is read twice (stdin is spooled to a temporary file first): pass 1 collects a hash of
-every positive, so a negative can be checked against positives further down the file. Nothing
-holds the records when the output goes to files.
+A file is read twice: pass 1 collects a hash of every positive, so a negative can be checked
+against positives further down the file. An input that cannot be read twice (``-``, a FIFO,
+``/dev/stdin``, a process substitution) is first copied once to a temp file in ``$TMPDIR``
+(``mghkit-input-*.jsonl``, removed afterwards). Nothing holds the records when the output goes
+to files.
+
+Outputs go through :mod:`mghkit.files`: a regular file is written as a temp file beside it
+(``.NAME.XXXXXXXX.tmp``) and renamed into place at the end, so an interrupted run leaves the
+previous output as it was; SIGTERM and Ctrl-C remove the temp files and stop the worker
+processes. After a kill -9 of the main process the workers notice and exit, but the dead
+process's temp files stay behind (``.NAME.*.tmp`` beside the output, ``mghkit-input-*.jsonl``
+in ``$TMPDIR``): delete them by hand.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Generator, Iterable
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mghkit.errors import InputError, UsageError
+from mghkit.files import AtomicFile, check_writable_path, naming, seekable
 from mghkit.jsonl import (
     JsonlWriter,
     JsonText,
@@ -93,9 +100,9 @@ def validate_triplets(
     if isinstance(records, dict | BaseModel):
         raise UsageError("validate_triplets takes a list of records (or a path), not a single record")
     check_distinct_outputs(str(records) if is_path else "-", out=out, rejects=rejects, report=report, plot=plot)
-    for option, value in (("--report", report), ("--plot", plot)):  # fail before any output is written
-        if value and str(value) != "-" and (Path(value).is_dir() or not Path(value).resolve().parent.is_dir()):
-            raise UsageError(f"{option} {value}: not a writable file path (a directory, or its folder is missing)")
+    for option, value in (("--out", out), ("--rejects", rejects), ("--report", report), ("--plot", plot)):
+        if value is not None:  # fail before any output is written
+            check_writable_path(value, option)
     if plot and not check_levels:
         raise UsageError("--plot needs --check-levels (it draws the per-level similarities)")
     embed = None
@@ -124,7 +131,8 @@ def validate_triplets(
     if report is not None:
         write_json_atomic(report, result.to_json())
     if plot is not None and stats is not None:
-        stats.plot(plot)
+        with AtomicFile(plot, binary=True) as png, naming(plot):  # a device stays one; a failed save keeps the old file
+            stats.plot(png.fp)
     return ValidationResult(clean, rejected, result, stats)
 
 
@@ -134,7 +142,7 @@ def validate_lines(
     *,
     positives: SortedKeys | None = None,
     embed: Embedder | None = None,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Check a stream of JSONL lines; yields one Outcome per line, in order.
 
     ``positives`` maps hashes of positives' dedup keys to their line (see ``collect_positives``);
@@ -168,23 +176,16 @@ def validate_file(
     cfg = cfg or ValidateConfig()
     name = display_name(path)
     t0 = time.perf_counter()
-    spool = None
-    if path == "-" and cfg.cross_positives:  # pass 1 needs to read the input twice
-        spool = tempfile.NamedTemporaryFile(prefix="mghkit-stdin-", suffix=".jsonl")  # noqa: SIM115
-        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-        spool.flush()
-    source = spool.name if spool is not None else path
-    try:
+    # pass 1 reads the input once more: stdin, a FIFO or /dev/fd/N is copied to a temp file first
+    with seekable(path) if cfg.cross_positives else nullcontext(path) as source:
         workers = worker_count(cfg, source, embed)
         if workers:  # the same two passes, the per-record work spread over processes
-            outcomes: Iterable[Outcome] = parallel_outcomes(source, cfg, workers)
+            outcomes: Generator[Outcome, None, None] = parallel_outcomes(source, cfg, workers)
         else:
             positives = collect_positives(iter_lines(source)) if cfg.cross_positives else None
             outcomes = validate_lines(iter_lines(source), cfg, positives=positives, embed=embed)
-        report = _consume(outcomes, cfg, name, name, write_clean, write_reject, level_stats, json_text)
-    finally:
-        if spool is not None:
-            spool.close()
+        with closing(outcomes):  # an error or a signal stops the workers here, not at garbage collection
+            report = _consume(outcomes, cfg, name, name, write_clean, write_reject, level_stats, json_text)
     report.seconds = time.perf_counter() - t0
     return report
 

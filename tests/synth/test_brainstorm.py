@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mghkit.errors import UsageError
+from mghkit.errors import RuntimeFailure, UsageError
 from mghkit.synth.brainstorm import NearDupIndex, brainstorm, parse_kinds
 
 
@@ -68,9 +68,14 @@ def test_unusable_replies_are_counted_and_calls_are_bounded():
     from tests.synth.scripted import ScriptedClient
 
     client = ScriptedClient(lambda m: "I am a language model and cannot do that.")
-    tasks = asyncio.run(abrainstorm(client, n_tasks=4, kinds=["sts"], per_call=2))
+    tasks = asyncio.run(abrainstorm(client, n_tasks=4, kinds=["sts"], per_call=2, check=False))
     stats = tasks.stats
-    assert tasks == [] and stats.shortfall == 4 and stats.stop is None  # a shortfall is not an error
+    assert tasks == [] and stats.shortfall == 4
+    # no task at all is an error that says why (a partial shortfall is only a warning)
+    assert isinstance(stats.stop, RuntimeFailure) and "no usable task in 8 replies" in str(stats.stop)
+    assert "no JSON object in the reply" in str(stats.stop)
+    with pytest.raises(RuntimeFailure, match="no usable task"):
+        tasks.check()
     assert stats.unusable_replies == stats.calls == len(client.history) == 3 * 2 + 2
     assert stats.first_problem == "no JSON object in the reply"
     assert stats.usage.model == "scripted" and stats.usage.client.requests == stats.calls

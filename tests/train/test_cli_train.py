@@ -134,7 +134,7 @@ def test_help_defaults_come_from_the_training_arguments():
 
 def test_replaying_into_the_same_run_dir_is_refused_before_torch(tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
+    (run / "checkpoints" / "step-000001").mkdir(parents=True)  # a run that got somewhere (else it may start over)
     (run / "training_args.json").write_text(json.dumps({"data": "../train.jsonl", "out": ".", "batch_size": 4}))
     write_curriculum(tmp_path / "train.jsonl")
     assert "already holds a run" in _check_fails_before_torch(["train", "--config", str(run / "training_args.json")])
