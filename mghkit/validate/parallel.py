@@ -65,8 +65,20 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start, initargs=(os.getpid(),))
     pending: deque[Any] = deque()
+    started = False
     try:
         for item in items:
+            if not started:
+                started = True
+                # the first submit forks every worker: a Ctrl-C arriving before a worker has set
+                # SIGINT aside (in _worker_start) would kill it and break the pool, so the
+                # workers are born with SIGINT blocked (the parent gets it once they are started)
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    pending.append(pool.submit(fn, item))
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                continue
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
@@ -85,6 +97,7 @@ def _worker_start(parent: int) -> None:
     A worker blocked on the pool's queues would otherwise wait forever after a kill -9 of the
     main process (it holds both ends of the pipes itself, so it never sees end-of-file)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # born blocked (ordered_map): now ignored
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's Terminated handler
     watched = False
     if sys.platform == "linux":
