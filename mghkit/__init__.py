@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "Encoder": "mghkit.model.encoder",
     "EncoderConfig": "mghkit.model.config",
     "evaluate": "mghkit.evaluation.run",
+    "export": "mghkit.exporting.run",
     # records and files
     "Task": "mghkit.schema",
     "Triplet": "mghkit.schema",
@@ -77,6 +78,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from mghkit.errors import InputError, MghkitError, RuntimeFailure, UsageError  # noqa: F401
     from mghkit.evaluation.run import evaluate  # noqa: F401
+    from mghkit.exporting.run import export  # noqa: F401
     from mghkit.jsonl import read_jsonl, write_jsonl  # noqa: F401
     from mghkit.mining import mine  # noqa: F401
     from mghkit.model.config import EncoderConfig  # noqa: F401

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "docs" / "cli.md"
 WIDTH = 100
 # The pipeline's order; commands not listed here follow in the CLI's own order.
-ORDER = ("brainstorm", "generate", "mine", "validate", "curriculum", "train", "pool-inspect", "eval")
+ORDER = ("brainstorm", "generate", "mine", "validate", "curriculum", "train", "pool-inspect", "eval", "export")
 GUIDES = {
     "brainstorm": "synthesis.md",
     "generate": "synthesis.md",
@@ -26,6 +26,7 @@ GUIDES = {
     "train": "training.md",
     "pool-inspect": "encoder.md",
     "eval": "eval.md",
+    "export": "export.md",
 }
 
 HEADER = """\
