@@ -40,6 +40,7 @@ LOCAL_MAX_TOKENS = 1024
 TEMPERATURE = 1.0
 LOCAL_TEMPERATURE = 0.5
 LOCAL_MAX_QUERY, LOCAL_MAX_TEXT = 160, 300  # characters: keeps the 135M model from looping for long
+SERVER_MAX_QUERY, SERVER_MAX_TEXT = 600, 4000  # characters, in the schema sent to a self-hosted server
 MAX_TEXT_CHARS = 20_000  # a field longer than this is a runaway, not data
 # Part of the name under which a finished record is kept in the cache (see mghkit.synth.replay):
 # bump it whenever the way a record is built from the model's answers changes.
@@ -220,10 +221,34 @@ class RequestParams:
 
     @classmethod
     def for_model(cls, model: str) -> RequestParams:
+        return cls.for_client(model)
+
+    @classmethod
+    def for_client(
+        cls, client: LLMClient | str, *, max_tokens: int | None = None, temperature: float | None = None
+    ) -> RequestParams:
+        """The parameters for a client (or a model name): the embedded model and self-hosted
+        servers (``client.structured_output``) get the JSON schema, hosted APIs JSON mode;
+        ``max_tokens`` / ``temperature`` (None: the defaults) override.
+
+        >>> RequestParams.for_client("gpt-4o", max_tokens=900).max_tokens
+        900
+        """
+        model = client if isinstance(client, str) else client.model
         if model == LOCAL:
             fmt = {"type": "json_schema", "json_schema": {"name": "triplet", "schema": triplet_schema()}}
-            return cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
-        return cls({"type": "json_object"}, TEMPERATURE, MAX_TOKENS)
+            params = cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
+        elif getattr(client, "structured_output", False):
+            schema = triplet_schema(SERVER_MAX_QUERY, SERVER_MAX_TEXT)
+            params = cls({"type": "json_schema", "json_schema": {"name": "triplet", "schema": schema}}, TEMPERATURE,
+                         MAX_TOKENS)  # fmt: skip
+        else:
+            params = cls({"type": "json_object"}, TEMPERATURE, MAX_TOKENS)
+        return cls(
+            params.response_format,
+            params.temperature if temperature is None else temperature,
+            params.max_tokens if max_tokens is None else max_tokens,
+        )
 
     def key(self) -> str:
         """These parameters as canonical JSON (part of a record's cache name)."""
@@ -252,10 +277,7 @@ async def produce(
     payload, why = parse_triplet(first.text, first.finish_reason)
     usage, cost, reasked, second_text = dict(first.usage), first.cost_usd, False, None
     if why is not None:
-        reask = reask or job.prompt.reask
-        messages = [*job.messages, {"role": "assistant", "content": first.text[:6000]},
-                    {"role": "user", "content": reask.render(reason=describe(why))}]  # fmt: skip
-        second = await client.complete(messages, **kw)
+        second = await client.complete(reask_messages(job, why, reask), **kw)
         usage, cost, reasked, second_text = _add_usage(usage, second.usage), cost + second.cost_usd, True, second.text
         payload, why2 = parse_triplet(second.text, second.finish_reason)
         if why2 is not None:
@@ -266,6 +288,14 @@ async def produce(
         assert why is not None
         return False, make_reject(job, why, raw=first.text, raw_reask=second_text, meta=meta)
     return True, make_triplet(job, payload, meta)
+
+
+def reask_messages(job: Job, why: RejectReason, reask: Template | None = None) -> Messages:
+    """The re-ask: the first prompt again, followed by what was wrong with the first reply - not
+    the reply itself (often a long loop or a cut-off text), so the re-ask is barely longer than the
+    first prompt and fits wherever that one did (a 2,048-token server context included)."""
+    note = (reask or job.prompt.reask).render(reason=describe(why))
+    return [{"role": "user", "content": job.messages[0]["content"].rstrip() + "\n\n" + note}]
 
 
 def job_meta(job: Job, client: LLMClient, usage: dict[str, int], cost: float, reasked: bool) -> dict[str, Any]:
