@@ -376,9 +376,9 @@ class LiteLLMClient:
                 raise LLMError(message, status=status, kind=kind) from None
             if step > self._format_step:
                 self._format_step = step
-                log.warning("%s refused response_format %s: sending %s from now on (%s)",
-                            cfg.api_base or cfg.model, formats[0] and formats[0].get("type"),
-                            (formats[step] or {}).get("type", "no response_format"), first_refusal)  # fmt: skip
+                log.warning("%s refused response_format %s: sending %s from now on", cfg.api_base or cfg.model,
+                            formats[0] and formats[0].get("type"),
+                            (formats[step] or {}).get("type", "no response_format"))  # fmt: skip
             return self._account(text, finish, usage, est_tokens)
 
     def _format_refused(self, e: Exception, status: int | None, fmt: dict[str, Any] | None) -> bool:

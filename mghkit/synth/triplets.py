@@ -40,7 +40,6 @@ LOCAL_MAX_TOKENS = 1024
 TEMPERATURE = 1.0
 LOCAL_TEMPERATURE = 0.5
 LOCAL_MAX_QUERY, LOCAL_MAX_TEXT = 160, 300  # characters: keeps the 135M model from looping for long
-SERVER_MAX_QUERY, SERVER_MAX_TEXT = 600, 4000  # characters, in the schema sent to a self-hosted server
 MAX_TEXT_CHARS = 20_000  # a field longer than this is a runaway, not data
 # Part of the name under which a finished record is kept in the cache (see mghkit.synth.replay):
 # bump it whenever the way a record is built from the model's answers changes.
@@ -192,9 +191,16 @@ def parse_triplet(text: str, finish_reason: str | None = None) -> tuple[dict[str
     return check_triplet(obj)
 
 
-def triplet_schema(max_query: int = LOCAL_MAX_QUERY, max_text: int = LOCAL_MAX_TEXT) -> dict[str, Any]:
-    """The JSON schema the embedded model is constrained to (bounded, so it cannot loop forever)."""
-    text = {"type": "string", "minLength": 20, "maxLength": max_text}
+def triplet_schema(max_query: int | None = LOCAL_MAX_QUERY, max_text: int | None = LOCAL_MAX_TEXT) -> dict[str, Any]:
+    """The JSON schema the embedded model is constrained to (bounded, so it cannot loop forever).
+    None: no maximum length - what goes to a server, whose grammar compiler may refuse (or crash
+    on: llama-cpp-python's server segfaults) a string of thousands of bounded repetitions."""
+    text: dict[str, Any] = {"type": "string", "minLength": 20}
+    query: dict[str, Any] = {"type": "string", "minLength": 8}
+    if max_text is not None:
+        text["maxLength"] = max_text
+    if max_query is not None:
+        query["maxLength"] = max_query
     neg = {
         "type": "object",
         "properties": {"similarity_level": {"type": "string", "enum": list(LEVELS)}, "text": text},
@@ -204,7 +210,7 @@ def triplet_schema(max_query: int = LOCAL_MAX_QUERY, max_text: int = LOCAL_MAX_T
     return {
         "type": "object",
         "properties": {
-            "query": {"type": "string", "minLength": 8, "maxLength": max_query},
+            "query": query,
             "positive_example": text,
             "hard_negative_examples": {"type": "array", "items": neg, "minItems": 4, "maxItems": 4},
         },
@@ -239,7 +245,7 @@ class RequestParams:
             fmt = {"type": "json_schema", "json_schema": {"name": "triplet", "schema": triplet_schema()}}
             params = cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
         elif getattr(client, "structured_output", False):
-            schema = triplet_schema(SERVER_MAX_QUERY, SERVER_MAX_TEXT)
+            schema = triplet_schema(None, None)
             params = cls({"type": "json_schema", "json_schema": {"name": "triplet", "schema": schema}}, TEMPERATURE,
                          MAX_TOKENS)  # fmt: skip
         else:

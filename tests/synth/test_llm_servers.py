@@ -63,7 +63,9 @@ def test_brainstorm_takes_the_same_options(server, tmp_path, monkeypatch, capsys
                     "--temperature", "0", "--extra-body", '{"min_p": 0.1}')  # fmt: skip
     assert code == 0, capsys.readouterr().err
     body = server.requests[0]
-    assert body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["name"] == "tasks"
+    assert (
+        body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["name"] == "tasks"
+    )
     assert body["max_tokens"] == 500 and body["temperature"] == 0 and body["min_p"] == 0.1
 
 
