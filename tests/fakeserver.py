@@ -48,6 +48,7 @@ class Status:
     code: int
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    message: str | None = None  # the error message (default: "injected CODE")
 
 
 @dataclass
@@ -138,10 +139,14 @@ class FakeLLMServer:
         latency: float = 0.0,
         port: int = 0,
         usage: tuple[int, int] = (100, 50),
+        refuse_formats: dict[str, int] | None = None,
     ) -> None:
         self.responder = responder
         self.latency = latency
         self.usage = usage
+        # response_format types this server refuses, with the status it answers (llama-cpp-python's
+        # server: json_schema -> 500), as a server without structured output does
+        self.refuse_formats = dict(refuse_formats or {})
         self.rules: list[Rule] = []
         self.requests: list[dict[str, Any]] = []  # every body received, in arrival order
         self.answered: list[str] = []  # prompt of each request answered with a 200 and valid body
@@ -221,6 +226,11 @@ class FakeLLMServer:
 
             def _serve(self, body: dict[str, Any]) -> None:
                 prompt = prompt_of(body)
+                fmt = (body.get("response_format") or {}).get("type")
+                if fmt in server.refuse_formats:
+                    message = f"response_format: input should be 'text' or 'json_object', got {fmt!r}"
+                    self._send(server.refuse_formats[fmt], json.dumps({"error": {"message": message}}).encode(), {})
+                    return
                 action = server._next_action(prompt)
                 delay = server.latency + getattr(action, "delay", 0.0)
                 if isinstance(action, Slow):
@@ -232,7 +242,8 @@ class FakeLLMServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if isinstance(action, Status):
-                    payload = json.dumps({"error": {"message": f"injected {action.code}", "type": "fault"}}).encode()
+                    message = action.message or f"injected {action.code}"
+                    payload = json.dumps({"error": {"message": message, "type": "fault"}}).encode()
                     self._send(action.code, payload, action.headers)
                     return
                 if isinstance(action, Malformed):

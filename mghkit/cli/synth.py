@@ -7,13 +7,15 @@ and renders the stats it returns as lines on stderr.
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mghkit.cli.app import In, Out, Seed, app
 from mghkit.cli.setup import setup_synth
+from mghkit.errors import UsageError
 
 if TYPE_CHECKING:
     from mghkit.synth.report import Estimate, Usage
@@ -39,7 +41,35 @@ ApiKeyEnv = Annotated[
         show_default=False,
     ),
 ]
-Timeout = Annotated[float, typer.Option(help="Seconds before one request times out (then it is retried).")]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds before one request times out [default: 600 with --api-base, else 120]. A timed-out request is "
+        "retried, except against --api-base: a self-hosted server keeps working on it, so it is not resent "
+        "(raise --timeout or lower --concurrency instead).",
+        show_default=False,
+    ),
+]
+MaxTokens = Annotated[
+    int | None,
+    typer.Option(
+        help="Most tokens in one reply [default: 4096; 1024 for --model local]. A server's context must hold the "
+        "prompt plus this on servers that reserve it (vLLM).",
+        show_default=False,
+    ),
+]
+Temperature = Annotated[
+    float | None,
+    typer.Option(help="Sampling temperature, 0-2 [default: 1.0; about 0.5 for --model local].", show_default=False),
+]
+ExtraBody = Annotated[
+    str | None,
+    typer.Option(
+        help="JSON object added to every request body as it is (LiteLLM extra_body), e.g. '{\"top_k\": 40}' or "
+        '\'{"chat_template_kwargs": {"enable_thinking": false}}\'.',
+        show_default=False,
+    ),
+]
 MaxRetries = Annotated[
     int,
     typer.Option(
@@ -60,6 +90,19 @@ CacheDir = Annotated[
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Estimate tokens and cost; send no request.")]
 Concurrency = Annotated[int, typer.Option(help="Requests in flight at once.")]
+
+
+def _extra_body(text: str | None) -> dict[str, Any] | None:
+    """--extra-body as a dict, or a one-line UsageError (exit 2)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"--extra-body: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise UsageError("--extra-body: expected a JSON object, e.g. '{\"top_k\": 40}'")
+    return value
 
 
 def _say(line: str) -> None:
@@ -83,7 +126,10 @@ def brainstorm(
     dry_run: DryRun = False,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
-    timeout: Timeout = 120.0,
+    timeout: Timeout = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -91,12 +137,14 @@ def brainstorm(
     from mghkit.paths import cache_dir as cache_root
 
     cache_root(cache_dir, create=False)  # a --cache-dir that is a file: exit 2 before LiteLLM is imported
+    body = _extra_body(extra_body)
     setup_synth(model)
     from mghkit.synth.brainstorm import brainstorm as run
 
     tasks = run(model, n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out, concurrency=concurrency,
                 rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base, api_key_env=api_key_env,
-                timeout=timeout, max_retries=max_retries, cache_dir=cache_dir, progress=True, check=False)  # fmt: skip
+                timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=body,
+                max_retries=max_retries, cache_dir=cache_dir, progress=True, check=False)  # fmt: skip
     stats = tasks.stats
     if stats.estimate is not None:
         _say(_estimate_line(f"dry run: at least {stats.estimate.requests} calls", stats.estimate, cost_digits=4))
@@ -134,7 +182,10 @@ def generate(
     dry_run: DryRun = False,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = None,
-    timeout: Timeout = 120.0,
+    timeout: Timeout = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -150,10 +201,12 @@ def generate(
     check_distinct_outputs(tasks, out=out, rejects=rejects)
     task_list = load_tasks(tasks)  # a bad file stops here (exit 2): nothing sent, LiteLLM not even imported
     cache_root(cache_dir, create=False)  # so does a --cache-dir that is a file
+    body = _extra_body(extra_body)
     setup_synth(model)
     result = run(task_list, model, out=out, rejects=rejects, per_task=per_task, seed=seed, concurrency=concurrency,
                  rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base,
-                 api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, cache_dir=cache_dir,
+                 api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature,
+                 extra_body=body, max_retries=max_retries, cache_dir=cache_dir,
                  progress=True, collect=False, check=False)  # fmt: skip
     stats = result.stats
     if stats.estimate is not None:

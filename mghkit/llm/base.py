@@ -16,6 +16,8 @@ from mghkit.errors import RuntimeFailure, UsageError
 
 LOCAL = "local"  # the model name of the embedded offline LLM (see mghkit.llm.local)
 Messages = list[dict[str, str]]
+TIMEOUT_HOSTED = 120.0  # seconds: a hosted API answers in well under a minute
+TIMEOUT_SELF_HOSTED = 600.0  # with --api-base: a CPU server can take minutes for one reply
 
 
 @dataclass
@@ -66,6 +68,19 @@ class LLMClient(Protocol):
     def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float: ...
 
 
+def check_sampling(max_tokens: int | None, temperature: float | None) -> None:
+    """Refuse a ``--max-tokens`` below 1 or a ``--temperature`` outside [0, 2] (one-line UsageError).
+
+    >>> check_sampling(0, None)
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: --max-tokens must be at least 1
+    """
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError("--max-tokens must be at least 1")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError("--temperature must be between 0 and 2")
+
+
 class LLMError(RuntimeFailure):
     """A request failed for good. ``kind``: "retry" (still failing after the retries: the server or
     the network), "request" (the provider refused this request, e.g. 400: retrying cannot help),
@@ -88,7 +103,7 @@ class ClientConfig:
     model: str = "gpt-4o"
     api_base: str | None = None
     api_key_env: str | None = None
-    timeout: float = 120.0
+    timeout: float | None = None  # None: TIMEOUT_SELF_HOSTED with an api_base, else TIMEOUT_HOSTED
     max_retries: int = 5
     rpm: float | None = None
     tpm: float | None = None
@@ -98,6 +113,21 @@ class ClientConfig:
     backoff_base: float = 1.0  # seconds before the first retry (doubled each time, jittered)
     backoff_max: float = 60.0
     retry_after_max: float = 120.0
+    extra_body: dict[str, Any] | None = None  # sent as is in the request body (LiteLLM's extra_body)
+    # resend a request that timed out? None: not to an api_base (the server is still computing it)
+    resend_timeouts: bool | None = None
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one request may take: ``timeout``, else 600 for an ``api_base`` (a CPU server
+        can take minutes for one reply), else 120.
+
+        >>> ClientConfig().request_timeout, ClientConfig(api_base="http://h/v1").request_timeout
+        (120.0, 600.0)
+        """
+        if self.timeout is not None:
+            return float(self.timeout)
+        return TIMEOUT_SELF_HOSTED if self.api_base else TIMEOUT_HOSTED
 
     def check(self) -> None:
         """Refuse impossible values with a one-line UsageError naming the option.
@@ -108,7 +138,7 @@ class ClientConfig:
         """
         if self.max_retries < 0:
             raise UsageError("--max-retries must be 0 or more")
-        if self.timeout <= 0:
+        if self.timeout is not None and self.timeout <= 0:
             raise UsageError("--timeout must be positive")
         for name, value in (("--rpm", self.rpm), ("--tpm", self.tpm), ("--max-budget", self.max_budget)):
             if value is not None and value <= 0:

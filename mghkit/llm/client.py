@@ -4,7 +4,13 @@ What a long paid run needs, on top of LiteLLM:
 
 - retries with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections,
   honouring ``Retry-After`` (LiteLLM's and the OpenAI SDK's own retries are switched off, so
-  every attempt is ours and counted);
+  every attempt is ours and counted) - except a timeout against an ``api_base``: a self-hosted
+  server keeps computing the abandoned reply, so resending it would only queue the same work twice;
+- structured output on self-hosted servers: the JSON schema goes out as ``response_format``
+  ``json_schema``; a server that refuses it gets ``json_object`` (with the schema, which
+  llama-cpp-python's server honours), then no ``response_format`` at all - remembered for the run;
+- one-line errors that say what to do: a request too long for the server's context window (its
+  size and the fix), a server that cannot be reached (its URL, and /v1 when the URL lacks it);
 - ``--rpm`` / ``--tpm`` limits (:mod:`mghkit.llm.limits`);
 - the response cache (:mod:`mghkit.llm.cache`), so a rerun re-bills nothing;
 - cost from LiteLLM's price table (unknown or local models: 0, flagged "price unknown") and a
@@ -21,6 +27,8 @@ Process-wide LiteLLM settings (the offline price map, quiet logs, ``gc.freeze``)
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import random
 import re
@@ -43,9 +51,15 @@ from mghkit.llm.cache import CACHE_FILE, ResponseCache
 from mghkit.llm.limits import TokenBucket, backoff_delay, retry_after_seconds
 from mghkit.paths import cache_dir
 
+log = logging.getLogger(__name__)
+
 LOCAL_PROVIDER = "mghkit-local"  # how the embedded model is named to LiteLLM's token counter
 _RETRY_STATUS = {408, 409, 425, 429}
 _FATAL_STATUS = {401, 403, 404}
+# LiteLLM providers that are servers the user runs (structured output is sent to them, as to any --api-base)
+SELF_HOSTED_PREFIXES = ("ollama/", "ollama_chat/", "lm_studio/", "hosted_vllm/", "llamafile/")
+_CONTEXT_ERROR = re.compile(r"context|n_ctx|exceed|too long|maximum.{0,20}length", re.IGNORECASE)
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.IGNORECASE)
 
 
 def litellm_module() -> Any:
@@ -103,6 +117,61 @@ class EmptyResponse(Exception):
     """A 200 answer with no choices in it: the server's fault, retried like a 5xx."""
 
 
+def is_timeout(e: Exception) -> bool:
+    """Whether a call failed because no reply came in time."""
+    if isinstance(e, asyncio.TimeoutError):
+        return True
+    return isinstance(e, litellm_module().Timeout)
+
+
+def is_connection_error(e: Exception) -> bool:
+    """Whether a call failed to reach the server at all (refused, unknown host, reset)."""
+    litellm = litellm_module()
+    if isinstance(e, litellm.APIConnectionError) and not isinstance(e, litellm.Timeout):
+        return True
+    text = str(e).lower()
+    return getattr(e, "status_code", None) in (None, 500) and (
+        "connection error" in text or "connection refused" in text or "connecterror" in text
+    )
+
+
+def is_context_error(e: Exception, status: int | None) -> bool:
+    """Whether the server refused the request as too long for its context window."""
+    if isinstance(e, litellm_module().ContextWindowExceededError):
+        return True
+    return status in (400, 413, 422, 500) and bool(_CONTEXT_ERROR.search(str(e)))
+
+
+def v1_hint(model: str, api_base: str | None) -> str:
+    """A hint when an OpenAI-compatible base URL lacks the usual /v1.
+
+    >>> v1_hint("openai/m", "http://127.0.0.1:8000")
+    '; OpenAI-compatible servers answer under /v1: try --api-base http://127.0.0.1:8000/v1'
+    >>> v1_hint("openai/m", "http://127.0.0.1:8000/v1"), v1_hint("ollama/m", "http://h:11434")
+    ('', '')
+    """
+    if not api_base or model.startswith(("ollama/", "ollama_chat/")) or "/v1" in api_base:
+        return ""
+    return f"; OpenAI-compatible servers answer under /v1: try --api-base {api_base.rstrip('/')}/v1"
+
+
+def format_fallbacks(response_format: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+    """What to send, in order, for a ``response_format`` a server may refuse.
+
+    >>> fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "object"}}}
+    >>> format_fallbacks(fmt)[1:]
+    [{'type': 'json_object', 'schema': {'type': 'object'}}, None]
+    >>> format_fallbacks({"type": "json_object"})
+    [{'type': 'json_object'}, None]
+    """
+    if not response_format:
+        return [None]
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        return [response_format, {"type": "json_object", "schema": schema}, None]
+    return [response_format, None]
+
+
 def _classify(e: Exception) -> tuple[str, int | None]:
     """('retry' | 'fatal' | 'request' | 'unknown', status) for an exception from a call."""
     from mghkit.llm.local import LocalModelError
@@ -147,6 +216,12 @@ class LiteLLMClient:
             self._litellm_model = self._cache_model = config.model
             self.price_in, self.price_out = _prices(config.model)
             self._supported = _supported_params(config.model)
+            if config.extra_body:  # it changes the answers: part of every cache key
+                self._cache_model += "\x1f" + json.dumps(config.extra_body, sort_keys=True, separators=(",", ":"))
+        # with an api_base or a self-hosted provider: the JSON schema is sent (see format_fallbacks)
+        self.structured_output = self._local or bool(config.api_base) or config.model.startswith(SELF_HOSTED_PREFIXES)
+        self._resend_timeouts = config.resend_timeouts if config.resend_timeouts is not None else not config.api_base
+        self._format_step = 0  # how far down format_fallbacks this server made us go (kept for the run)
         self.price_known = self.price_in is not None
         self.cache = ResponseCache(cache_dir(config.cache_dir) / CACHE_FILE) if config.use_cache else None
         self._rpm = TokenBucket(config.rpm) if config.rpm else None
@@ -248,14 +323,20 @@ class LiteLLMClient:
     async def _call_with_retries(self, messages: Messages, params: dict[str, Any], est_tokens: int) -> Completion:
         cfg = self.config
         attempt = 0
+        formats = [params.get("response_format")] if self._local else format_fallbacks(params.get("response_format"))
+        step = min(self._format_step, len(formats) - 1)
+        first_refusal: LLMError | None = None
         while True:
             if self._rpm:
                 await self._rpm.take(1)
             if self._tpm:
                 await self._tpm.take(est_tokens)
             self.stats.requests += 1
+            sent = {k: v for k, v in params.items() if k != "response_format"}
+            if formats[step] is not None:
+                sent["response_format"] = formats[step]
             try:
-                text, finish, usage = await self._send(messages, params)
+                text, finish, usage = await self._send(messages, sent)
             except Exception as e:
                 kind, status = _classify(e)
                 if self._tpm:
@@ -263,15 +344,63 @@ class LiteLLMClient:
                 if kind == "unknown":
                     raise
                 message = _scrub(_first_line(str(e)), self._key)
+                if self._local:
+                    pass
+                elif is_context_error(e, status):
+                    raise self._context_error(messages, params, message, status) from None
+                elif self._format_refused(e, status, formats[step]) and step + 1 < len(formats):
+                    first_refusal = first_refusal or LLMError(message, status=status, kind="request")
+                    step += 1  # the server refused this response_format: ask again without it
+                    continue
+                elif is_timeout(e) and not self._resend_timeouts:  # the server is still computing it
+                    raise LLMError(
+                        f"no reply from {cfg.api_base} within --timeout {cfg.request_timeout:g} s; not resent, as "
+                        "the server may still be working on it: raise --timeout, or lower --concurrency",
+                        status=status, kind="request",
+                    ) from None  # fmt: skip
                 if kind == "retry" and attempt < cfg.max_retries:
                     await asyncio.sleep(self._backoff(attempt, e))
                     attempt += 1
                     self.stats.retries += 1
                     continue
+                if first_refusal is not None and kind == "request":  # not the format after all
+                    raise first_refusal from None
+                if is_connection_error(e) and cfg.api_base:  # nothing answers there: no point going on
+                    tries = f" after {attempt + 1} attempt{'s' * (attempt > 0)}"
+                    raise LLMError(f"cannot reach {cfg.api_base}{tries} ({message}); is the server running?"
+                                   f"{v1_hint(cfg.model, cfg.api_base)}", status=status, kind="fatal") from None  # fmt: skip
+                if kind == "fatal" and status == 404 and cfg.api_base:
+                    message += v1_hint(cfg.model, cfg.api_base)
                 if kind == "retry":
                     message = f"gave up after {attempt + 1} attempt{'s' * (attempt > 0)}: {message}"
                 raise LLMError(message, status=status, kind=kind) from None
+            if step > self._format_step:
+                self._format_step = step
+                log.warning("%s refused response_format %s: sending %s from now on", cfg.api_base or cfg.model,
+                            formats[0] and formats[0].get("type"),
+                            (formats[step] or {}).get("type", "no response_format"))  # fmt: skip
             return self._account(text, finish, usage, est_tokens)
+
+    def _format_refused(self, e: Exception, status: int | None, fmt: dict[str, Any] | None) -> bool:
+        """Whether the server refused the request for its response_format: an error status whose
+        message names it (a 400 or 422; llama-cpp-python's server answers an unknown type with a 500).
+        Any other refusal is the request's own (not a reason to drop the format for the whole run)."""
+        if fmt is None or status is None or status < 400:
+            return False
+        return bool(_FORMAT_WORDS.search(str(e)))
+
+    def _context_error(self, messages: Messages, params: dict[str, Any], message: str, status: int | None) -> LLMError:
+        """One line: the request does not fit the server's context window - its size and the fix."""
+        tokens = self.count_tokens(messages)
+        max_tokens = params.get("max_tokens")
+        asked = f" + --max-tokens {max_tokens:,}" if max_tokens else ""
+        where = self.config.api_base or self.config.model
+        return LLMError(
+            f"the request does not fit the context window of {where}: the prompt is about {tokens:,} tokens{asked} "
+            "(server: " + message[:200] + "); lower --max-tokens, or give the server a larger context (llama.cpp: "
+            "--n_ctx 4096 / llama-server -c 4096; vLLM: --max-model-len; Ollama: num_ctx)",
+            status=status, kind="request",
+        )  # fmt: skip
 
     async def _send(self, messages: Messages, params: dict[str, Any]) -> tuple[str, str | None, dict[str, int]]:
         """One attempt: (text, finish reason, prompt and completion tokens)."""
@@ -282,10 +411,11 @@ class LiteLLMClient:
             return out.text, out.finish_reason, {"prompt_tokens": out.prompt_tokens,
                                                  "completion_tokens": out.completion_tokens}  # fmt: skip
         cfg = self.config
+        timeout = cfg.request_timeout
         kwargs: dict[str, Any] = {
             "model": self._litellm_model,
             "messages": messages,
-            "timeout": cfg.timeout,
+            "timeout": timeout,
             "num_retries": 0,
             "max_retries": 0,  # the OpenAI SDK would otherwise retry on its own, unseen
             # Not litellm.drop_params (an HTTP 422 would be retried inside LiteLLM, unseen and
@@ -296,8 +426,10 @@ class LiteLLMClient:
             kwargs["api_base"] = cfg.api_base
         if self._key:
             kwargs["api_key"] = self._key
+        if cfg.extra_body:
+            kwargs["extra_body"] = cfg.extra_body
         # a hard deadline too: a server trickling bytes can outlast the SDK's per-read timeout
-        resp = await asyncio.wait_for(litellm_module().acompletion(**kwargs), cfg.timeout + 5)
+        resp = await asyncio.wait_for(litellm_module().acompletion(**kwargs), timeout + 5)
         if not getattr(resp, "choices", None):
             raise EmptyResponse("the server answered without any choice")
         choice = resp.choices[0]

@@ -26,7 +26,7 @@ from typing import Any
 from mghkit.aio import run_sync
 from mghkit.errors import MghkitError, RuntimeFailure, UsageError
 from mghkit.jsonl import JsonlWriter
-from mghkit.llm.base import LOCAL, Completion, LLMClient
+from mghkit.llm.base import LOCAL, Completion, LLMClient, check_sampling
 from mghkit.llm.client import as_client
 from mghkit.prompts import load_template
 from mghkit.schema import KINDS, Task
@@ -89,6 +89,8 @@ async def run_calls(
     on_task: Callable[[Task], None],
     max_calls_factor: int = 3,
     stats: BrainstormStats | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> BrainstormStats:
     """Brainstorm ``n_tasks`` tasks over ``kinds``; each new task is handed to ``on_task`` in a
     deterministic order. Transport errors propagate after the tasks already made are handed over."""
@@ -97,10 +99,14 @@ async def run_calls(
     domains = [d.strip() for d in domains_t.text.splitlines() if d.strip()]
     sha = {k: hashlib.sha256(f"{t.sha}+{domains_t.sha}".encode()).hexdigest()[:16] for k, t in templates.items()}
     local = client.model == LOCAL
-    fmt = ({"type": "json_schema", "json_schema": {"name": "tasks", "schema": tasks_schema(per_call)}} if local
+    structured = local or getattr(client, "structured_output", False)  # the embedded model, a self-hosted server
+    fmt = ({"type": "json_schema", "json_schema": {"name": "tasks", "schema": tasks_schema(per_call)}} if structured
            else {"type": "json_object"})  # fmt: skip
-    kw: dict[str, Any] = {"response_format": fmt, "temperature": LOCAL_TEMPERATURE if local else TEMPERATURE,
-                          "max_tokens": LOCAL_MAX_TOKENS if local else MAX_TOKENS}  # fmt: skip
+    if temperature is None:
+        temperature = LOCAL_TEMPERATURE if local else TEMPERATURE
+    if max_tokens is None:
+        max_tokens = LOCAL_MAX_TOKENS if local else MAX_TOKENS
+    kw: dict[str, Any] = {"response_format": fmt, "temperature": temperature, "max_tokens": max_tokens}
     need = quotas(n_tasks, kinds)
     stats = stats or BrainstormStats()
     stats.made, stats.wanted = dict.fromkeys(kinds, 0), dict(need)
@@ -197,7 +203,10 @@ async def abrainstorm(
     dry_run: bool = False,
     api_base: str | None = None,
     api_key_env: str | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    extra_body: dict[str, Any] | None = None,
     max_retries: int = 5,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -211,9 +220,11 @@ async def abrainstorm(
         raise UsageError(f"--per-call must be between 1 and {MAX_PER_CALL}")
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    check_sampling(max_tokens, temperature)
     # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
+                              extra_body=extra_body,
                               cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
     result = Brainstormed()
     try:
@@ -237,7 +248,8 @@ async def abrainstorm(
 
                 try:
                     await run_calls(client, n_tasks=n_tasks, kinds=kind_list, per_call=per_call, seed=seed,
-                                    concurrency=concurrency, on_task=on_task, stats=result.stats)  # fmt: skip
+                                    concurrency=concurrency, on_task=on_task, stats=result.stats,
+                                    max_tokens=max_tokens, temperature=temperature)  # fmt: skip
                 except MghkitError as e:  # keep what was made (a budget or network stop), then report
                     result.stats.stop = e
             made = bool(result)
@@ -268,7 +280,10 @@ def brainstorm(
     dry_run: bool = False,
     api_base: str | None = None,
     api_key_env: str | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    extra_body: dict[str, Any] | None = None,
     max_retries: int = 5,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -289,5 +304,6 @@ def brainstorm(
     """
     return run_sync(abrainstorm(model, n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out,
                                 concurrency=concurrency, rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run,
-                                api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
+                                api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
+                                max_retries=max_retries,
                                 cache_dir=cache_dir, progress=progress, check=check))  # fmt: skip

@@ -39,7 +39,7 @@ from mghkit.jsonl import (
     parse_record,
     read_records,
 )
-from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError
+from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError, check_sampling
 from mghkit.llm.client import as_client
 from mghkit.schema import Reject, Task, Triplet
 from mghkit.synth.replay import keep_results, replay_cached
@@ -60,6 +60,7 @@ class GenerateStats:
     reasked: int = 0
     failed: int = 0  # requests that failed for good: left undone, a rerun retries them
     last_failure: str = ""
+    last_failure_refused: bool = False  # the server refused the request (e.g. too long): a plain rerun will not help
     stop: MghkitError | None = None  # why the run stopped early, if it did
     reasons: dict[str, int] = field(default_factory=dict)  # reject code -> count
     usage: Usage = field(default_factory=Usage)
@@ -81,8 +82,9 @@ class GenerateStats:
         if self.stop is not None:
             return self.stop
         if self.failed:
+            then = "fix that, then rerun" if self.last_failure_refused else "rerun"
             return RuntimeFailure(f"{self.failed:,} of {self.pending:,} requests failed ({self.last_failure}); "
-                                  "rerun the same command to retry them")  # fmt: skip
+                                  f"{then} the same command to retry them")  # fmt: skip
         return None
 
 
@@ -113,6 +115,8 @@ async def run_jobs(
     on_record: Callable[[bool, dict[str, Any]], None],
     on_done: Callable[[], None] = lambda: None,
     stats: GenerateStats | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> GenerateStats:
     """Run jobs with at most ``concurrency`` requests in flight; each record is handed over as it
     arrives, as ``on_record(True, triplet)`` or ``on_record(False, reject)`` (dicts in the file
@@ -128,7 +132,7 @@ async def run_jobs(
     rerun does not pay for them again) but nothing more is handed over, then the first such error
     is raised. No request is ever left dangling (no task is cancelled behind the caller's back)."""
     stats = stats or GenerateStats()
-    params = RequestParams.for_model(client.model)
+    params = RequestParams.for_client(client, max_tokens=max_tokens, temperature=temperature)
     key = params.key()
 
     def record(ok: bool, rec: dict[str, Any]) -> None:
@@ -162,6 +166,7 @@ async def run_jobs(
                     return
                 stats.failed += 1
                 stats.last_failure = str(e)
+                stats.last_failure_refused = e.kind == "request"
                 streak += 1
                 if streak >= FAIL_STREAK and stats.stop is None:
                     stats.stop = RuntimeFailure(f"stopped after {streak} requests in a row failed; last: {e}")
@@ -262,7 +267,10 @@ async def agenerate(
     dry_run: bool = False,
     api_base: str | None = None,
     api_key_env: str | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    extra_body: dict[str, Any] | None = None,
     max_retries: int = 5,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -274,12 +282,14 @@ async def agenerate(
         raise UsageError("--per-task must be at least 1")
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    check_sampling(max_tokens, temperature)
     source = tasks if isinstance(tasks, str | Path) else "-"
     check_distinct_outputs(source, out=out, rejects=rejects)
     task_list = as_tasks(tasks)  # a bad file stops here: nothing sent, LiteLLM not even imported
     # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
+                              extra_body=extra_body,
                               cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
     triplets: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -309,7 +319,7 @@ async def agenerate(
 
             with RunProgress(len(pending), "generate", client, enabled=progress) as bar:
                 await run_jobs(pending, client, concurrency=concurrency, on_record=on_record, on_done=bar.advance,
-                               stats=stats)  # fmt: skip
+                               stats=stats, max_tokens=max_tokens, temperature=temperature)  # fmt: skip
     finally:
         if owned:
             client.close()  # type: ignore[attr-defined]
@@ -338,7 +348,10 @@ def generate(
     dry_run: bool = False,
     api_base: str | None = None,
     api_key_env: str | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    extra_body: dict[str, Any] | None = None,
     max_retries: int = 5,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -360,7 +373,8 @@ def generate(
     """
     return run_sync(agenerate(tasks, model, out=out, rejects=rejects, per_task=per_task, seed=seed,
                               concurrency=concurrency, rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run,
-                              api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries,
+                              api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
+                                max_retries=max_retries,
                               cache_dir=cache_dir, progress=progress, collect=collect, check=check))  # fmt: skip
 
 

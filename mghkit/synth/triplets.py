@@ -191,9 +191,16 @@ def parse_triplet(text: str, finish_reason: str | None = None) -> tuple[dict[str
     return check_triplet(obj)
 
 
-def triplet_schema(max_query: int = LOCAL_MAX_QUERY, max_text: int = LOCAL_MAX_TEXT) -> dict[str, Any]:
-    """The JSON schema the embedded model is constrained to (bounded, so it cannot loop forever)."""
-    text = {"type": "string", "minLength": 20, "maxLength": max_text}
+def triplet_schema(max_query: int | None = LOCAL_MAX_QUERY, max_text: int | None = LOCAL_MAX_TEXT) -> dict[str, Any]:
+    """The JSON schema the embedded model is constrained to (bounded, so it cannot loop forever).
+    None: no maximum length - what goes to a server, whose grammar compiler may refuse (or crash
+    on: llama-cpp-python's server segfaults) a string of thousands of bounded repetitions."""
+    text: dict[str, Any] = {"type": "string", "minLength": 20}
+    query: dict[str, Any] = {"type": "string", "minLength": 8}
+    if max_text is not None:
+        text["maxLength"] = max_text
+    if max_query is not None:
+        query["maxLength"] = max_query
     neg = {
         "type": "object",
         "properties": {"similarity_level": {"type": "string", "enum": list(LEVELS)}, "text": text},
@@ -203,7 +210,7 @@ def triplet_schema(max_query: int = LOCAL_MAX_QUERY, max_text: int = LOCAL_MAX_T
     return {
         "type": "object",
         "properties": {
-            "query": {"type": "string", "minLength": 8, "maxLength": max_query},
+            "query": query,
             "positive_example": text,
             "hard_negative_examples": {"type": "array", "items": neg, "minItems": 4, "maxItems": 4},
         },
@@ -220,10 +227,34 @@ class RequestParams:
 
     @classmethod
     def for_model(cls, model: str) -> RequestParams:
+        return cls.for_client(model)
+
+    @classmethod
+    def for_client(
+        cls, client: LLMClient | str, *, max_tokens: int | None = None, temperature: float | None = None
+    ) -> RequestParams:
+        """The parameters for a client (or a model name): the embedded model and self-hosted
+        servers (``client.structured_output``) get the JSON schema, hosted APIs JSON mode;
+        ``max_tokens`` / ``temperature`` (None: the defaults) override.
+
+        >>> RequestParams.for_client("gpt-4o", max_tokens=900).max_tokens
+        900
+        """
+        model = client if isinstance(client, str) else client.model
         if model == LOCAL:
             fmt = {"type": "json_schema", "json_schema": {"name": "triplet", "schema": triplet_schema()}}
-            return cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
-        return cls({"type": "json_object"}, TEMPERATURE, MAX_TOKENS)
+            params = cls(fmt, LOCAL_TEMPERATURE, LOCAL_MAX_TOKENS)
+        elif getattr(client, "structured_output", False):
+            schema = triplet_schema(None, None)
+            params = cls({"type": "json_schema", "json_schema": {"name": "triplet", "schema": schema}}, TEMPERATURE,
+                         MAX_TOKENS)  # fmt: skip
+        else:
+            params = cls({"type": "json_object"}, TEMPERATURE, MAX_TOKENS)
+        return cls(
+            params.response_format,
+            params.temperature if temperature is None else temperature,
+            params.max_tokens if max_tokens is None else max_tokens,
+        )
 
     def key(self) -> str:
         """These parameters as canonical JSON (part of a record's cache name)."""
@@ -252,10 +283,7 @@ async def produce(
     payload, why = parse_triplet(first.text, first.finish_reason)
     usage, cost, reasked, second_text = dict(first.usage), first.cost_usd, False, None
     if why is not None:
-        reask = reask or job.prompt.reask
-        messages = [*job.messages, {"role": "assistant", "content": first.text[:6000]},
-                    {"role": "user", "content": reask.render(reason=describe(why))}]  # fmt: skip
-        second = await client.complete(messages, **kw)
+        second = await client.complete(reask_messages(job, why, reask), **kw)
         usage, cost, reasked, second_text = _add_usage(usage, second.usage), cost + second.cost_usd, True, second.text
         payload, why2 = parse_triplet(second.text, second.finish_reason)
         if why2 is not None:
@@ -266,6 +294,14 @@ async def produce(
         assert why is not None
         return False, make_reject(job, why, raw=first.text, raw_reask=second_text, meta=meta)
     return True, make_triplet(job, payload, meta)
+
+
+def reask_messages(job: Job, why: RejectReason, reask: Template | None = None) -> Messages:
+    """The re-ask: the first prompt again, followed by what was wrong with the first reply - not
+    the reply itself (often a long loop or a cut-off text), so the re-ask is barely longer than the
+    first prompt and fits wherever that one did (a 2,048-token server context included)."""
+    note = (reask or job.prompt.reask).render(reason=describe(why))
+    return [{"role": "user", "content": job.messages[0]["content"].rstrip() + "\n\n" + note}]
 
 
 def job_meta(job: Job, client: LLMClient, usage: dict[str, int], cost: float, reasked: bool) -> dict[str, Any]:

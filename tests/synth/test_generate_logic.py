@@ -79,9 +79,11 @@ def test_one_reask_fixes_a_bad_reply():
     triplets, rejects = generate(TASKS[:1], client)
     assert rejects == [] and len(triplets) == 1
     assert len(client.history) == 2
-    reask = client.history[1]["messages"]
-    assert [m["role"] for m in reask] == ["user", "assistant", "user"]
-    assert "positive_example: missing" in reask[2]["content"]
+    first, reask = client.history[0]["messages"], client.history[1]["messages"]
+    # the first prompt and what was wrong - not the bad reply: it must fit where the first prompt did
+    assert [m["role"] for m in reask] == ["user"] and reask[0]["content"].startswith(first[0]["content"].rstrip())
+    assert "positive_example: missing" in reask[0]["content"] and "Sure! Here you go" not in reask[0]["content"]
+    assert len(reask[0]["content"]) - len(first[0]["content"]) < 250
     assert triplets[0].meta["reasked"] is True
     assert triplets[0].meta["usage"]["total_tokens"] == 30  # both calls counted
 

@@ -162,7 +162,8 @@ def test_dry_run_sends_nothing_and_estimates(server, tmp_path, monkeypatch):
 def test_slow_server_past_timeout_is_retried(server, tmp_path):
     tasks = write_tasks(tmp_path / "tasks.jsonl", 2)
     server.add_fault(Slow(2.0), times=1)
-    run_generate(tasks, config(server, tmp_path, timeout=0.5), opts(tmp_path, per_task=1, concurrency=1))
+    cfg = config(server, tmp_path, timeout=0.5, resend_timeouts=True)  # as a hosted API
+    run_generate(tasks, cfg, opts(tmp_path, per_task=1, concurrency=1))
     assert len(lines(tmp_path / "t.jsonl")) == 2 and server.count == 3
 
 
