@@ -123,3 +123,68 @@ def test_bad_input_is_one_line_exit_2(trained, tmp_path, capfd):
         err = capfd.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_mteb_scores_the_export_as_mghkit_eval_does(trained, tmp_path):
+    """mteb's own sentence-transformers path on the export gives ``mghkit eval``'s figures."""
+    import mteb
+    from sentence_transformers import SentenceTransformer
+
+    from mghkit.evaluation.data import read_beir, read_sts
+    from mghkit.evaluation.tasks import beir_task, sts_task
+    from tests.evaluation.conftest import write_beir, write_sts
+
+    sts, beir = write_sts(tmp_path / "toy-sts.jsonl"), write_beir(tmp_path / "toy-beir")
+    mghkit.export(trained, out=tmp_path / "st")
+    # mghkit's side: the run dir's encoder; the query instruction is the one the export saved as its
+    # "query" prompt, STS pairs without an instruction (the export's default: no prompt).
+    report = mghkit.evaluate([mghkit.load_encoder(trained)], sts=[sts], beir=[beir], instruction=DEFAULT_INSTRUCTION,
+                             sts_instruction="", cache=False)  # fmt: skip
+    ours = next(iter(report.scores().values()))
+    # mteb's side: SentenceTransformer(export) handed to mteb.evaluate, which picks the prompts itself.
+    st = SentenceTransformer(str(tmp_path / "st"), trust_remote_code=True, device="cpu")
+    theirs = {}
+    for t in (sts_task(read_sts(sts)), beir_task(read_beir(beir), instruction=None)):
+        res = mteb.evaluate(st, t.task, cache=None, encode_kwargs={"batch_size": 8, "show_progress_bar": False},
+                            show_progress_bar=False, overwrite_strategy="always", raise_error=True)  # fmt: skip
+        theirs[t.name] = float(res.task_results[0].get_score())
+    assert set(theirs) == set(ours) == {"toy-sts", "toy-beir"}
+    for name, score in ours.items():
+        assert abs(theirs[name] - score) <= 1e-4, (name, theirs, ours)
+    assert 0 < ours["toy-beir"] < 1 and ours["toy-sts"] != 0  # real figures, not a degenerate match
+    plain = mghkit.evaluate([mghkit.load_encoder(trained)], beir=[beir], instruction="", cache=False)
+    assert abs(next(iter(plain.scores().values()))["toy-beir"] - ours["toy-beir"]) > 1e-3  # mteb used the prompt
+
+
+def test_the_export_loads_without_mghkit(trained, tmp_path):
+    """A process where ``import mghkit`` fails loads the export and gives the same vectors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "st"
+    mghkit.export(trained, out=out)
+    repo = str(Path(mghkit.__file__).resolve().parent.parent)
+    code = f"""
+import json, sys
+sys.path = [p for p in sys.path if p not in ("", ".", {repo!r})]
+sys.modules["mghkit"] = None  # any import of mghkit now raises ImportError
+try:
+    import mghkit
+except ImportError:
+    pass
+else:
+    raise SystemExit("mghkit is importable")
+from sentence_transformers import SentenceTransformer
+st = SentenceTransformer({str(out)!r}, trust_remote_code=True, device="cpu")
+texts = json.loads(sys.stdin.read())
+assert not [m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "mghkit"]
+print(json.dumps({{"docs": st.encode(texts).tolist(), "queries": st.encode(texts, prompt_name="query").tolist()}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(TEXTS), capture_output=True, text=True,
+                          cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    enc = mghkit.load_encoder(trained)
+    np.testing.assert_allclose(np.array(got["docs"]), enc.encode(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(np.array(got["queries"]), enc.encode(TEXTS, instruction=DEFAULT_INSTRUCTION), atol=1e-5)

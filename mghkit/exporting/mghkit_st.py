@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-try:  # sentence-transformers >= 6
+try:  # sentence-transformers >= 6 passes the prompt to preprocess(), so it is tokenized apart
     from sentence_transformers.base.modules import Module, Transformer
-except ImportError:  # pragma: no cover - sentence-transformers 5
-    from sentence_transformers.models import Module, Transformer  # type: ignore[no-redef,attr-defined]
+except ImportError as e:  # pragma: no cover - sentence-transformers 5 joins prompt and text: wrong query vectors
+    raise ImportError(f"this mghkit export needs sentence-transformers >= 6.2 ({e})") from e
 
 EPS = 1e-6
 POOLINGS = ("ata", "mean", "last", "weighted-mean")
