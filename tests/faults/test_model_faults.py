@@ -31,7 +31,7 @@ from tests.faults.conftest import unprivileged
 from tests.train.conftest import write_curriculum
 
 PY = sys.executable
-TRAIN = ["--steps", "2", "--batch-size", "4", "--threads", "1", "--lora-dropout", "0"]
+TRAIN = ["--steps", "4", "--batch-size", "4", "--threads", "1", "--lora-dropout", "0"]
 EVAL = ["--threads", "1", "--max-length", "64"]
 
 
