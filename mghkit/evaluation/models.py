@@ -277,8 +277,8 @@ def load_rows(model: Any, label: str, spec: Any, cache: EmbeddingCache) -> list[
                                         device=spec.device or default_device(), identity_from_weights=spec.cache)  # fmt: skip
         info = {"dtype": "float32", "max_length": st.max_length, "load_seconds": round(time.perf_counter() - t0, 2),
                 "prompts": {k: v for k, v in (st.model.prompts or {}).items() if v}}  # fmt: skip
-        enc = CachedEncoder(st, cache, label=label)
-        return [Row(label, label, "own", "sentence-transformers", enc, info, meta_name(model, label),
+        cached = CachedEncoder(st, cache, label=label)
+        return [Row(label, label, "own", "sentence-transformers", cached, info, meta_name(model, label),
                     revision(st.identity))]  # fmt: skip
     if named:
         from mghkit.model.encoder import load_encoder
