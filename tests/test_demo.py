@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_offline(tmp_path):
     out = tmp_path / "demo"
-    sizes = ["--tasks", "1", "--per-task", "1", "--steps", "2", "--batch-size", "2", "--max-length", "32",
+    sizes = ["--tasks", "1", "--per-task", "1", "--steps", "4", "--batch-size", "2", "--max-length", "32",
              "--heldout-queries", "6", "--eval-docs", "12", "--sts-pairs", "12"]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "mghkit.demo", "--out", str(out), *sizes], capture_output=True,
                        timeout=1500)  # fmt: skip
@@ -22,7 +22,7 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path):
     assert summary["triplets_generated"] + summary["generate_rejects"] == 1  # nothing silently dropped
     assert summary["triplets_kept"] + summary["validate_rejects"] == summary["triplets_generated"]
     assert summary["public_triplets"] > 500
-    assert summary["training_steps"] == 2
+    assert summary["training_steps"] == 4
     assert set(summary["eval"]) == {"before", "after"}
     for row in summary["eval"].values():
         assert set(row) == {"manpages-heldout", "simlex-subset"}

@@ -9,7 +9,7 @@ import typer
 app = typer.Typer(
     name="mghkit",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -18,6 +18,7 @@ app = typer.Typer(
 In = Annotated[str, typer.Argument(help="Input JSONL file, or - for stdin.", show_default=False)]
 Out = Annotated[str, typer.Option("--out", "-o", help="Output JSONL file, or - for stdout.")]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice (deterministic).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr (warnings stay).")]
 
 
 def csv(values: list[str] | str | None) -> list[str]:

@@ -53,6 +53,13 @@ def eval_(
             "--out", "-o", help="Write the full report (all metrics, versions, settings) as JSON here, or - for stdout."
         ),
     ] = None,
+    output_folder: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write mteb's own results layout here (results/<name>/<revision>/<task>.json), "
+            "readable with mteb.ResultCache(DIR).load_results()."
+        ),
+    ] = None,
     max_length: Annotated[
         int | None, typer.Option(help="Max tokens per text (default: the model's, 512 for decoders).")
     ] = None,
@@ -74,7 +81,10 @@ def eval_(
     ] = "Retrieve semantically similar text.",
     causal: Annotated[bool, typer.Option("--causal", help="Causal attention instead of bidirectional.")] = False,
     dtype: Annotated[str | None, typer.Option(help="Decoder weights dtype: float32, bfloat16, float16.")] = None,
-    device: Annotated[str | None, typer.Option(help="Torch device for the models, e.g. cuda (default: cpu).")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Torch device for the models, e.g. cuda:1 (default: cuda when present, else cpu)."),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (default: torch's; 1 is often faster on a busy machine).")
     ] = None,
@@ -85,6 +95,7 @@ def eval_(
         str | None, typer.Option(help="Cache root (default $MGHKIT_CACHE_DIR or ~/.cache/mghkit).")
     ] = None,
     seed: Seed = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no tables on stderr.")] = False,
 ) -> None:
     """Evaluate embedders on local BEIR / STS data and MTEB tasks (scored by mteb); compare rows in one table.
 
@@ -102,6 +113,7 @@ def eval_(
         if not csv(value):  # `--model ''`: not a silent fallback to the default model
             raise UsageError(f"--model: expected a model name or dir, got {value!r}")
     setup_eval(threads=threads, cache_dir=cache_dir)
+    bar = _progress_bar(enabled=not quiet and sys.stderr.isatty())
     try:
         report = _evaluate(
             csv(model) or None,
@@ -125,13 +137,49 @@ def eval_(
             device=device,
             cache=not no_cache,
             cache_dir=cache_dir,
+            output_folder=output_folder,
+            progress=bar.update if bar else None,
         )
     except ReportNotWritten as e:  # every row is done: show the tables, then the one error line
-        _print_tables(e.report)
+        if not quiet:
+            _print_tables(e.report)
         raise
+    finally:
+        if bar:
+            bar.stop()
+    if quiet:
+        return
     console = _print_tables(report)
-    if out and not is_special(out):
-        console.print(f"mghkit: wrote {out}", markup=False)
+    for path in (out, output_folder):
+        if path and not is_special(path):
+            console.print(f"mghkit: wrote {path}", markup=False)
+
+
+class _Bar:
+    """A rich progress bar on stderr following ``progress(description, done, total)`` calls."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("encoding {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)  # fmt: skip
+        self.task: Any = None
+        self.progress.start()
+
+    def update(self, description: str, done: int, total: int) -> None:
+        if self.task is None or done == 0:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(description, total=total)
+        self.progress.update(self.task, completed=done)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress_bar(*, enabled: bool) -> _Bar | None:
+    return _Bar() if enabled else None
 
 
 def _print_tables(report: Any) -> Any:

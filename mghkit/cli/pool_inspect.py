@@ -21,7 +21,7 @@ def pool_inspect(
         typer.Argument(help="Texts to inspect; none or '-' reads one text a line from stdin.", show_default=False),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Model: 'local' (embedded SmolLM2-135M), a run dir, HF id or dir.")
+        str, typer.Option("--model", "-m", help="Model: 'local' (embedded SmolLM2-135M), a run dir, HF id or dir.")
     ] = "local",
     instruction: Annotated[
         str | None, typer.Option(help="Treat the texts as queries with this task instruction (E5 style).")

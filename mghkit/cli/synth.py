@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mghkit.cli.app import In, Out, Seed, app
+from mghkit.cli.app import In, Out, Quiet, Seed, app
 from mghkit.cli.setup import setup_synth
 from mghkit.errors import UsageError
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 Model = Annotated[
     str,
     typer.Option(
-        help="LiteLLM model name (gpt-4o, openai/NAME, anthropic/..., ollama/...), or 'local' for the embedded offline LLM."
+        "--model",
+        "-m",
+        help="LiteLLM model name (gpt-4o, openai/NAME, anthropic/..., ollama/...), or 'local' for the embedded offline LLM.",
     ),
 ]
 ApiBase = Annotated[
@@ -132,6 +134,7 @@ def brainstorm(
     extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Stage 1: an LLM brainstorms retrieval tasks of five kinds (Task records)."""
     from mghkit.paths import cache_dir as cache_root
@@ -144,20 +147,21 @@ def brainstorm(
     tasks = run(model, n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out, concurrency=concurrency,
                 rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base, api_key_env=api_key_env,
                 timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=body,
-                max_retries=max_retries, cache_dir=cache_dir, progress=True, check=False)  # fmt: skip
+                max_retries=max_retries, cache_dir=cache_dir, progress=not quiet, check=False)  # fmt: skip
     stats = tasks.stats
+    say = (lambda line: None) if quiet else _say
     if stats.estimate is not None:
         _say(_estimate_line(f"dry run: at least {stats.estimate.requests} calls", stats.estimate, cost_digits=4))
         return
     if stats.stop is None:
         made = ", ".join(f"{k} {v}" for k, v in stats.made.items())
         where = f" -> {out}" if out != "-" else ""
-        _say(f"brainstorm: {len(tasks)} tasks ({made}){where}; {stats.duplicates} near-duplicates removed; "
+        say(f"brainstorm: {len(tasks)} tasks ({made}){where}; {stats.duplicates} near-duplicates removed; "
              f"{stats.calls} calls, {stats.unusable_replies} unusable replies, {stats.bad_items} bad items")  # fmt: skip
         if stats.shortfall:
             _say(f"brainstorm: warning: only {len(tasks)} of {n_tasks} tasks after {stats.calls} calls "
                  f"({stats.first_problem or 'the model kept repeating itself'}); try another --seed or --per-call")  # fmt: skip
-    _say(_usage_line(stats.usage))
+    say(_usage_line(stats.usage))
     tasks.check()
 
 
@@ -188,6 +192,7 @@ def generate(
     extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Stage 2: for each task, a query, a positive and four graded hard negatives.
 
@@ -207,8 +212,9 @@ def generate(
                  rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base,
                  api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature,
                  extra_body=body, max_retries=max_retries, cache_dir=cache_dir,
-                 progress=True, collect=False, check=False)  # fmt: skip
+                 progress=not quiet, collect=False, check=False)  # fmt: skip
     stats = result.stats
+    say = (lambda line: None) if quiet else _say
     if stats.estimate is not None:
         head = (f"dry run: {stats.estimate.requests:,} requests ({stats.planned:,} planned, "
                 f"{stats.resumed:,} already done)")  # fmt: skip
@@ -225,8 +231,8 @@ def generate(
         parts.append(f"{stats.reasked:,} needed a re-ask")
     if stats.undone:
         parts.append(f"{stats.undone:,} not done (rerun to finish)")
-    _say("; ".join(parts))
-    _say(_usage_line(stats.usage))
+    say("; ".join(parts))
+    say(_usage_line(stats.usage))
     result.check()
 
 

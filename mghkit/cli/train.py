@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mghkit.cli.app import app
+from mghkit.cli.app import Quiet, app
 from mghkit.cli.setup import setup_model
 from mghkit.train.args import describe_default, describe_presets
 
@@ -112,6 +112,7 @@ def train(
     ] = None,
     device: Annotated[str | None, _opt("device", "Torch device, e.g. cuda, cuda:1, cpu.")] = None,
     threads: Annotated[int | None, _opt("threads", "CPU threads for torch.")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Contrastive (InfoNCE) fine-tuning of a bidirectional decoder, LoRA/QLoRA, curriculum order.
 
@@ -129,10 +130,13 @@ def train(
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_dtype=lora_dtype, quantize=quantize,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype, save_every=save_every,
         keep_checkpoints=keep_checkpoints, resume=resume, stop_after=stop_after, device=device, threads=threads,
+        progress=not quiet,
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: process 0 reports
         return
     if result.finished:
+        if quiet:
+            return
         loss = f"final loss {result.final_loss:.4f}" if result.losses else "no step left to train"
         print(f"run dir: {result.out} (adapter/, mghkit_model.json, training_args.json, metrics.jsonl, loss.png); "
               f"{result.steps} steps, {loss}", file=sys.stderr)  # fmt: skip

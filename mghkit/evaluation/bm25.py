@@ -29,7 +29,7 @@ class BM25Search:
         from mghkit.evaluation.encoder_adapter import model_meta
 
         self.k1, self.b = k1, b
-        self.mteb_model_meta = model_meta("bm25", sparse=True)
+        self.mteb_model_meta = model_meta("mghkit/bm25", _bm25_revision(), sparse=True)
         self._bm25: Any = None
         self._ids: list[str] = []
 
@@ -83,3 +83,13 @@ class BM25Search:
                     break
             results[qid] = picked
         return results
+
+
+def _bm25_revision() -> str:
+    """The mteb revision of the BM25 row: the rank-bm25 version and the parameters."""
+    from importlib import metadata
+
+    try:
+        return f"rank-bm25-{metadata.version('rank-bm25')}"
+    except metadata.PackageNotFoundError:
+        return "rank-bm25"

@@ -45,16 +45,25 @@ class EncodeStats:
         }
 
 
+Progress = Callable[[str, int, int], None]
+"""``progress(description, done, total)``: called as texts are encoded (``done == total`` last)."""
+
+
 @dataclass
 class CachedEncoder:
     """A TextEncoder with the embedding cache in front (``cache=None``: no cache, still de-duplicated).
 
-    Duplicate texts in one call are encoded once.
+    Duplicate texts in one call are encoded once. With ``progress`` set, the texts to encode go
+    to the model in length-sorted chunks of ``chunk`` texts and ``progress(label, done, total)``
+    follows them (one call to the model otherwise).
     """
 
     inner: TextEncoder
     cache: EmbeddingCache | None = None
     stats: EncodeStats = field(default_factory=EncodeStats)
+    label: str = ""
+    progress: Progress | None = None
+    chunk: int = 64
 
     @property
     def identity(self) -> str:
@@ -72,7 +81,7 @@ class CachedEncoder:
         self.stats.cached += len(texts) - len(todo)
         if todo:
             t0 = time.perf_counter()
-            new = np.asarray(self.inner.encode(todo, instruction), dtype=np.float32)
+            new = self._encode(todo, instruction)
             self.stats.seconds += time.perf_counter() - t0
             self.stats.calls += 1
             self.stats.encoded += len(todo)
@@ -81,6 +90,20 @@ class CachedEncoder:
             vecs.update(zip(todo, new, strict=True))
         return np.stack([vecs[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
+    def _encode(self, texts: list[str], instruction: str | None) -> np.ndarray:
+        if self.progress is None:
+            return np.asarray(self.inner.encode(texts, instruction), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # chunks of similar lengths
+        parts: list[np.ndarray] = []
+        self.progress(self.label, 0, len(texts))
+        for start in range(0, len(order), self.chunk):
+            part = [texts[i] for i in order[start : start + self.chunk]]
+            parts.append(np.asarray(self.inner.encode(part, instruction), dtype=np.float32))
+            self.progress(self.label, min(start + self.chunk, len(texts)), len(texts))
+        out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+        return out
+
     def close(self) -> None:
         """Undo what the row changed on a model object it was given (e.g. a max length)."""
         close = getattr(self.inner, "close", None)
@@ -88,15 +111,16 @@ class CachedEncoder:
             close()
 
 
-def model_meta(label: str, *, dim: int | None = None, max_tokens: int | None = None, sparse: bool = False) -> Any:
-    """An mteb ModelMeta for a row (mteb silently replaces an encoder that has none)."""
+def model_meta(name: str, revision: str = "local", *, dim: int | None = None, max_tokens: int | None = None,
+               sparse: bool = False) -> Any:  # fmt: skip
+    """An mteb ModelMeta for a row (mteb silently replaces an encoder that has none); ``name`` is
+    ``org/model`` (see :func:`mghkit.evaluation.models.meta_name`)."""
     from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-") or "model"
     return ModelMeta(
         loader=None,
-        name=f"mghkit/{safe}",
-        revision="local",
+        name=name,
+        revision=revision,
         release_date=None,
         languages=None,
         n_parameters=None,
@@ -117,10 +141,10 @@ def model_meta(label: str, *, dim: int | None = None, max_tokens: int | None = N
 
 def make_mteb_encoder(
     encoder: CachedEncoder,
-    label: str,
+    meta: Any,
     instruction_for: Callable[[Any, Any], str | None],
 ) -> Any:
-    """Wrap ``encoder`` as an mteb AbsEncoder.
+    """Wrap ``encoder`` as an mteb AbsEncoder with the ModelMeta ``meta``.
 
     ``instruction_for(task_metadata, prompt_type)`` picks the instruction (None for documents).
     """
@@ -129,7 +153,7 @@ def make_mteb_encoder(
     class MtebEncoder(AbsEncoder):
         def __init__(self) -> None:
             self.model = encoder
-            self.mteb_model_meta = model_meta(label)
+            self.mteb_model_meta = meta
 
         def encode(
             self,

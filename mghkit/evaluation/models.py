@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mghkit.evaluation.cache import EmbeddingCache
+from mghkit.model.config import default_device
 from mghkit.paths import embedded_minilm_path
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,12 @@ def model_label(model: Any) -> str:
 
 @dataclass
 class Row:
-    """One line of the comparison table."""
+    """One line of the comparison table.
+
+    ``name`` and ``revision`` are the row's mteb ModelMeta (the results layout written with
+    ``output_folder``): ``mghkit/<model dir name or label>[-<pooling>]``, and a hash of the row's
+    cache identity (weights or adapter, pooling, max length), which changes with any of them.
+    """
 
     label: str
     model: str
@@ -110,16 +116,40 @@ class Row:
     kind: str  # "sentence-transformers" | "decoder" | "bm25"
     encoder: Any  # TextEncoder, or an mteb search model for bm25
     info: dict[str, Any]
+    name: str = "mghkit/model"
+    revision: str = "local"
+
+
+def meta_name(model: Any, label: str, pooling: str | None = None) -> str:
+    """The mteb model name of a row: ``mghkit/`` and the model dir's name (a run dir, a
+    sentence-transformers dir) or the row label, with ``-<pooling>`` when poolings were chosen.
+
+    >>> meta_name("runs/exp-1/", "runs/exp-1/"), meta_name("local", "local", "ata")
+    ('mghkit/exp-1', 'mghkit/local-ata')
+    """
+    base = Path(model).name if isinstance(model, str) and Path(model).exists() and Path(model).name else label
+    if pooling:
+        base = f"{base}-{pooling}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in base).strip("-.") or "model"
+    return f"mghkit/{safe}"
+
+
+def revision(identity: str) -> str:
+    """A short hash of a row's cache identity: its mteb revision."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model (its own pooling and normalisation); instructions unused.
+    """A sentence-transformers model (its own pooling and normalisation) and its stored prompts.
 
     ``model``: a dir, ``minilm``, or a loaded ``SentenceTransformer`` (used as is: ``max_length``
-    then applies to this run only and is restored by ``close``).
+    then applies to this run only and is restored by ``close``). The "instruction" of a call is
+    the prompt text prepended to every text: :meth:`prompt_for` picks it from the model's
+    ``prompts`` exactly as mteb's own SentenceTransformer wrapper does, so a row scores as
+    ``mteb.evaluate`` of the same model.
     """
 
-    uses_instructions = False
+    uses_instructions = True
 
     def __init__(self, model: Any, *, max_length: int | None, batch_size: int, device: str = "cpu",
                  identity_from_weights: bool = True) -> None:  # fmt: skip
@@ -139,10 +169,30 @@ class SentenceTransformerEncoder:
         self.max_length = self.model.max_seq_length
         self.identity = f"{source}|len={self.max_length}"
 
+    def prompt_for(self, task_metadata: Any, prompt_type: Any) -> str | None:
+        """The prompt text for a task and side, as mteb's SentenceTransformerEncoderWrapper picks
+        it: ``<task>-<side>``, ``<task>``, ``<type>-<side>``, ``<type>``, ``<side>`` keys of the
+        model's ``prompts``; then what ``encode_query`` / ``encode_document`` / ``encode`` fall
+        back to (``query``; ``document``, ``passage``, ``corpus``; the default prompt name)."""
+        from mteb.models.abs_encoder import AbsEncoder, get_prompt_name
+
+        prompts = {k: v for k, v in (self.model.prompts or {}).items() if v is not None}
+        valid, _ = AbsEncoder.validate_task_to_prompt_name(prompts, raise_for_invalid_keys=False)
+        if valid:
+            name = get_prompt_name(valid, task_metadata, prompt_type)
+            if name is not None and valid.get(name) is not None:
+                return str(valid[name])
+        side = str(getattr(prompt_type, "value", prompt_type)) if prompt_type is not None else None
+        fallbacks = {"query": ["query"], "document": ["document", "passage", "corpus"]}.get(side or "", [])
+        if side is None and self.model.default_prompt_name:
+            fallbacks = [self.model.default_prompt_name]
+        return next((prompts[k] for k in fallbacks if k in prompts), None)
+
     def encode(self, texts: Sequence[str], instruction: str | None) -> np.ndarray:
         return np.asarray(
             self.model.encode(
                 list(texts),
+                prompt=instruction or "",  # "": no prompt (None would bring the default prompt back)
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
@@ -224,14 +274,18 @@ def load_rows(model: Any, label: str, spec: Any, cache: EmbeddingCache) -> list[
         if spec.poolings:
             log.info("note: poolings do not apply to the sentence-transformers model %s; it uses its own", label)
         st = SentenceTransformerEncoder(model, max_length=spec.max_length, batch_size=spec.batch_size,
-                                        device=spec.device or "cpu", identity_from_weights=spec.cache)  # fmt: skip
-        info = {"dtype": "float32", "max_length": st.max_length, "load_seconds": round(time.perf_counter() - t0, 2)}
-        return [Row(label, label, "own", "sentence-transformers", CachedEncoder(st, cache), info)]
+                                        device=spec.device or default_device(), identity_from_weights=spec.cache)  # fmt: skip
+        info = {"dtype": "float32", "max_length": st.max_length, "load_seconds": round(time.perf_counter() - t0, 2),
+                "prompts": {k: v for k, v in (st.model.prompts or {}).items() if v}}  # fmt: skip
+        cached = CachedEncoder(st, cache, label=label)
+        return [Row(label, label, "own", "sentence-transformers", cached, info, meta_name(model, label),
+                    revision(st.identity))]  # fmt: skip
     if named:
         from mghkit.model.encoder import load_encoder
 
         causal = spec.causal if spec.causal else None
-        enc = load_encoder(model, causal=causal, max_length=spec.max_length, dtype=spec.dtype, device=spec.device)
+        enc = load_encoder(model, causal=causal, max_length=spec.max_length, dtype=spec.dtype,
+                           device=spec.device or default_device())  # fmt: skip
         source = _model_fingerprint(model, enc)
     else:  # an Encoder object: used as is (no device move, no dtype change), settings per run only
         changes: dict[str, Any] = {"max_length": spec.max_length} if spec.max_length else {}
@@ -251,5 +305,7 @@ def load_rows(model: Any, label: str, spec: Any, cache: EmbeddingCache) -> list[
     rows = []
     for p in poolings:
         name = f"{label} [{p}]" if len(poolings) > 1 or spec.poolings else label
-        rows.append(Row(name, label, p, "decoder", CachedEncoder(PooledDecoder(group, p), cache), dict(info)))
+        pooled = PooledDecoder(group, p)
+        rows.append(Row(name, label, p, "decoder", CachedEncoder(pooled, cache, label=name), dict(info),
+                        meta_name(model, label, p if spec.poolings else None), revision(pooled.identity)))  # fmt: skip
     return rows

@@ -22,12 +22,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mghkit.errors import UsageError
 from mghkit.evaluation.report import EvalReport, ReportNotWritten, check_out
 from mghkit.evaluation.spec import DEFAULT_STS_INSTRUCTION, EvalSpec, build_tasks, read_local
 from mghkit.files import OutputLock, check_distinct_outputs, is_special
 from mghkit.paths import cache_dir as cache_root
+
+if TYPE_CHECKING:
+    from mghkit.evaluation.encoder_adapter import Progress
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ def evaluate(
     device: str | None = None,
     cache: bool = True,
     cache_dir: str | Path | None = None,
+    output_folder: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> EvalReport:
     """Evaluate embedders on local BEIR / STS data and MTEB tasks (scored by mteb), one row each.
 
@@ -71,6 +77,11 @@ def evaluate(
     also write the JSON report there after every row (``-``, a device or a FIFO: once, at the
     end). ``out`` may not be one of the inputs (a data file, by any name) and is locked for the
     run; a report that cannot be written at the end raises :class:`ReportNotWritten` (``.report``).
+    ``output_folder``: also write mteb's own results layout there (``results/<name>/<revision>/
+    <task>.json`` and ``model_meta.json``, by mteb's ``ResultCache``), one ModelMeta per row
+    (``mghkit/<model dir name>``, revision a hash of the row's identity): ``mteb.ResultCache(
+    output_folder).load_results()`` reads the same scores back. ``device``: None is ``cuda`` when
+    torch sees a GPU, else ``cpu``. ``progress(description, done, total)`` follows the encoding.
 
     BM25 on a subset of the bundled suite (no model needed):
 
@@ -109,6 +120,10 @@ def evaluate(
     cache_path = cache_root(spec.cache_dir) / CACHE_FILE if spec.cache else None
     if cache_path is not None:
         check_cache_path(cache_path)
+    if output_folder is not None:
+        folder = Path(output_folder)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder}: not a directory (--output-folder is mteb's results folder)")
     if out is not None:
         check_out(out)
         check_distinct_outputs(spec.input_files() + ([cache_path] if cache_path else []), out=out)
@@ -119,12 +134,23 @@ def evaluate(
             log.info("no model given: using `local` (the embedded SmolLM2-135M decoder)")
         if spec.bundled:
             log.info("no task option given: running the bundled suite (man-pages retrieval, SimLex-999)")
+        results = None
+        if output_folder is not None:
+            from mteb import ResultCache
+
+            results = ResultCache(output_folder)  # creates the folder
         with _random_state_kept(spec.seed):
-            return _run(spec, beir_data, sts_data, out, cache_path)
+            return _run(spec, beir_data, sts_data, out, cache_path, results, progress)
 
 
 def _run(
-    spec: EvalSpec, beir_data: list[Any], sts_data: list[Any], out: str | Path | None, cache_path: Path | None
+    spec: EvalSpec,
+    beir_data: list[Any],
+    sts_data: list[Any],
+    out: str | Path | None,
+    cache_path: Path | None,
+    results: Any = None,
+    progress: Progress | None = None,
 ) -> EvalReport:
     import mteb
     import torch
@@ -148,8 +174,9 @@ def _run(
             from mghkit.evaluation.models import load_rows
 
             for row in load_rows(model, label, spec, store):
+                row.encoder.progress = progress
                 try:
-                    _evaluate_row(mteb, row, run_tasks, spec.batch_size, report)
+                    _evaluate_row(mteb, row, run_tasks, spec.batch_size, report, results)
                 finally:
                     row.encoder.close()
                 saver.after_row(report)
@@ -157,8 +184,10 @@ def _run(
             from mghkit.evaluation.bm25 import BM25Search
             from mghkit.evaluation.models import Row
 
-            row = Row(b, b, "-", "bm25", BM25Search(), {"dtype": None, "max_length": None})
-            _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report)
+            search = BM25Search()
+            meta = search.mteb_model_meta
+            row = Row(b, b, "-", "bm25", search, {"dtype": None, "max_length": None}, meta.name, meta.revision)
+            _evaluate_row(mteb, row, [t for t in run_tasks if t.is_retrieval], spec.batch_size, report, results)
             saver.after_row(report)
     finally:
         store.close()
@@ -274,8 +303,12 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _evaluate_row(mteb: Any, row: Any, tasks: list[Any], batch_size: int, report: EvalReport) -> None:
-    from mghkit.evaluation.encoder_adapter import make_mteb_encoder
+def _evaluate_row(
+    mteb: Any, row: Any, tasks: list[Any], batch_size: int, report: EvalReport, results: Any = None
+) -> None:
+    """Score one row on every task with ``mteb.evaluate``; ``results`` (an mteb ``ResultCache``)
+    also gets mteb's result files."""
+    from mghkit.evaluation.encoder_adapter import make_mteb_encoder, model_meta
 
     by_name = {t.name: t for t in tasks}
     if row.kind == "bm25":
@@ -283,19 +316,22 @@ def _evaluate_row(mteb: Any, row: Any, tasks: list[Any], batch_size: int, report
     else:
 
         def instruction_for(task_metadata: Any, prompt_type: Any) -> str | None:
-            if not row.encoder.uses_instructions or str(getattr(prompt_type, "value", prompt_type)) == "document":
+            if row.kind == "sentence-transformers":  # the model's own stored prompts, as mteb picks them
+                return row.encoder.inner.prompt_for(task_metadata, prompt_type)  # type: ignore[no-any-return]
+            if str(getattr(prompt_type, "value", prompt_type)) == "document":
                 return None
             t = by_name.get(task_metadata.name)
             return t.instruction if t else None
 
-        model = make_mteb_encoder(row.encoder, row.label, instruction_for)
-    results: dict[str, Any] = {}
+        meta = model_meta(row.name, row.revision, max_tokens=row.info.get("max_length"))
+        model = make_mteb_encoder(row.encoder, meta, instruction_for)
+    scores: dict[str, Any] = {}
     for t in tasks:
         t0 = time.perf_counter()
         res = mteb.evaluate(
             model,
             t.task,
-            cache=None,
+            cache=results,
             encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
             show_progress_bar=False,
             overwrite_strategy="always",
@@ -304,10 +340,10 @@ def _evaluate_row(mteb: Any, row: Any, tasks: list[Any], batch_size: int, report
         tr = res.task_results[0]
         main = float(tr.get_score())
         secs = time.perf_counter() - t0
-        results[t.name] = {"main_score": main, "metric": t.main_score, "seconds": round(secs, 2), "scores": tr.scores}
+        scores[t.name] = {"main_score": main, "metric": t.main_score, "seconds": round(secs, 2), "scores": tr.scores}
         log.info("%s on %s: %s %.4f (%.1f s)", row.label, t.name, t.main_score, main, secs)
     entry = {"label": row.label, "model": row.model, "pooling": row.pooling, "kind": row.kind, **row.info,
-             "results": results}  # fmt: skip
+             "mteb_name": row.name, "mteb_revision": row.revision, "results": scores}  # fmt: skip
     if row.kind != "bm25":
         entry["identity"] = row.encoder.identity
         entry["encoding"] = row.encoder.stats.as_dict()

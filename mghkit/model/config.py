@@ -89,6 +89,13 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise UsageError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
 
 
+def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu`` (what ``--device`` defaults to; imports torch)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(name: str, option: str = "--device") -> None:
     """A torch device name (``cpu``, ``cuda``, ``cuda:1``...), checked without importing torch;
     whether the device exists here is checked when the model moves there.

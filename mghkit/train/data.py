@@ -194,7 +194,7 @@ def plan_steps(
     """Every step of the run, in order: stage by stage, ``step_size`` consecutive examples each.
 
     With ``steps``, the steps are split equally between the stages (earlier stages take the
-    remainder); with ``epochs`` (default 1), each epoch walks every stage once. A stage's last,
+    remainder; fewer steps than stages is a UsageError, since a stage would never be trained); with ``epochs`` (default 1), each epoch walks every stage once. A stage's last,
     partial batch is completed from the start of the same stage, and a stage that runs out
     starts over, so every step has exactly ``step_size`` distinct examples.
 
@@ -218,6 +218,11 @@ def plan_steps(
     if steps is not None:
         if steps < 1:
             raise UsageError(f"--steps must be >= 1, got {steps}")
+        if steps < len(runs):  # a stage with no step would silently never be trained
+            raise UsageError(
+                f"--steps {steps} is fewer than the {len(runs)} stages of the curriculum: every stage needs "
+                f"at least one step; give --steps {len(runs)} or more, or leave --steps out (one epoch)"
+            )
         quota = [steps // len(runs) + (1 if i < steps % len(runs) else 0) for i in range(len(runs))]
     else:
         n_epochs = 1 if epochs is None else epochs

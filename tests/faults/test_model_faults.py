@@ -31,7 +31,7 @@ from tests.faults.conftest import unprivileged
 from tests.train.conftest import write_curriculum
 
 PY = sys.executable
-TRAIN = ["--steps", "2", "--batch-size", "4", "--threads", "1", "--lora-dropout", "0"]
+TRAIN = ["--steps", "4", "--batch-size", "4", "--threads", "1", "--lora-dropout", "0"]
 EVAL = ["--threads", "1", "--max-length", "64"]
 
 
@@ -340,14 +340,14 @@ def test_train_on_a_disk_that_fills_up_is_one_line_and_can_start_over(curriculum
     r = subprocess.run(args, capture_output=True, timeout=300, cwd=REPO, preexec_fn=limit)
     assert r.returncode == 1
     [line] = error_lines(r)
-    assert line.startswith(f"mghkit: error: {run}/checkpoints/step-000002.tmp/") and line.endswith(": File too large")
+    assert line.startswith(f"mghkit: error: {run}/checkpoints/step-000004.tmp/") and line.endswith(": File too large")
     assert list((run / "checkpoints").iterdir()) == []
     r = subprocess.run(args, capture_output=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr.decode()
-    assert _check_run_dir(run) == 2 and (run / "mghkit_model.json").is_file()
+    assert _check_run_dir(run) == 4 and (run / "mghkit_model.json").is_file()
     umask = os.umask(0o022)
     os.umask(umask)
-    for f in [*(run / "adapter").iterdir(), *(run / "checkpoints" / "step-000002").iterdir()]:  # readable by others
+    for f in [*(run / "adapter").iterdir(), *(run / "checkpoints" / "step-000004").iterdir()]:  # readable by others
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
 
 

@@ -61,6 +61,7 @@ def test_a_bad_line_deep_in_the_file_fails_with_exit_2_before_any_model(tmp_path
         (['{"query": "q", "positive": "p", "negative": "n", "id": "a", "stage": 1, "level": "low"}'], ["--schedule", "hardest-first"], "unknown schedule"),
         (['{"query": "q", "positive": "p", "negative": "n", "id": "a", "stage": 1, "level": "low"}'], ["--quantize", "3bit"], "3bit"),
         (['{"query": "q", "positive": "p", "negative": "n", "id": "a", "stage": 1, "level": "low"}'], ["--steps", "2", "--epochs", "1"], "not both"),
+        ([f'{{"query": "q", "positive": "p", "negative": "n", "id": "{i}", "stage": {i}, "level": "low"}}' for i in (1, 2, 3, 4)], ["--steps", "3", "--batch-size", "1"], "--steps 3 is fewer than the 4 stages"),
     ],
 )  # fmt: skip
 def test_bad_input_and_usage_is_one_line_exit_2(tmp_path, lines, extra, expect):

@@ -40,11 +40,11 @@ def test_records_in_memory_give_a_run_dir_that_moves_with_its_base(tmp_path):
     torch.manual_seed(123)
     rng, threads = torch.get_rng_state(), torch.get_num_threads()
 
-    result = mghkit.fine_tune(records, base_model=str(base), out=home / "run", steps=2, **FAST)
+    result = mghkit.fine_tune(records, base_model=str(base), out=home / "run", steps=4, **FAST)
 
     assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads  # the caller's state
     run = home / "run"
-    assert result.out == run and result.steps == result.total_steps == 2 and result.finished
+    assert result.out == run and result.steps == result.total_steps == 4 and result.finished
     assert np.isfinite(result.final_loss) and result.final_loss == result.losses[-1]
     stored = [json.loads(line) for line in (run / "training_data.jsonl").read_text().splitlines()]
     assert [r["id"] for r in stored] == [r["id"] for r in records]  # the records became the run's training file
@@ -69,7 +69,7 @@ def test_a_run_on_the_local_base_loads_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MGHKIT_CACHE_DIR", str(tmp_path / "cache"))
     save_tiny_model(tmp_path / "cache" / "models" / "smollm2-135m-instruct")  # stands in for the embedded model
     run = tmp_path / "run"
-    result = mghkit.fine_tune(_records(tmp_path), out=run, steps=1, progress=False, **FAST)
+    result = mghkit.fine_tune(_records(tmp_path), out=run, steps=4, progress=False, **FAST)
     assert json.loads((run / "mghkit_model.json").read_text())["base_model"] == "local"
     assert json.loads((run / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == "local"
     _no_absolute_paths(run, tmp_path)

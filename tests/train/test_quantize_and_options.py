@@ -16,7 +16,7 @@ def test_qlora_trains_and_the_run_dir_loads(tiny_model_dir, curriculum_file, tmp
     from mghkit.model.encoder import load_encoder
 
     out = tmp_path / quantize
-    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=2, batch_size=4,
+    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=4, batch_size=4,
                                                         out=str(out), quantize=quantize, threads=1)))  # fmt: skip
     assert all(math.isfinite(x) for x in result.losses)
     assert json.loads((out / "training_args.json").read_text())["quantize"] == quantize
@@ -67,7 +67,7 @@ def test_lora_dtype_keeps_adapters_in_fp32_or_in_the_base_dtype(tiny_model_dir, 
     assert lora == {expected} and base == {"torch.bfloat16"}
     # and through the loop: the option is saved and the run trains
     out = tmp_path / lora_dtype
-    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=1, batch_size=2,
+    result = train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=4, batch_size=2,
                                                         out=str(out), dtype="bfloat16", lora_dtype=lora_dtype,
                                                         threads=1)))  # fmt: skip
     assert math.isfinite(result.final_loss)
@@ -87,7 +87,7 @@ def test_device_option_is_used_and_bad_devices_are_usage_errors(tiny_model_dir, 
         with pytest.raises(UsageError, match="no CUDA device"):
             pick_device(0, "cuda")
     out = tmp_path / "cpu"
-    train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=1, batch_size=2, out=str(out),
+    train(make_args(str(curriculum_file), dict(base_model=str(tiny_model_dir), steps=4, batch_size=2, out=str(out),
                                                device="cpu", threads=1)))  # fmt: skip
     assert json.loads((out / "training_args.json").read_text())["device"] == "cpu"
     with pytest.raises(UsageError, match="--lora-dtype"):

@@ -1,0 +1,32 @@
+"""Short options are the same on every command, and shell completion is on."""
+
+from __future__ import annotations
+
+import typer.main
+
+from mghkit.cli import app
+from tests.conftest import run_cli
+
+
+def _commands() -> dict[str, object]:
+    group = typer.main.get_command(app)
+    return dict(group.commands)  # type: ignore[attr-defined]
+
+
+def test_short_options_are_consistent_across_commands():
+    seen = {}
+    for name, command in _commands().items():
+        flags = {o: p for p in command.params for o in (*p.opts, *p.secondary_opts)}  # type: ignore[attr-defined]
+        seen[name] = flags
+        for long, short in (("--model", "-m"), ("--out", "-o"), ("--quiet", "-q")):
+            if long in flags:
+                assert flags.get(short) is flags[long], f"{name}: {long} has no {short}"
+    for name in ("brainstorm", "generate", "validate", "curriculum", "train", "eval"):  # commands with a summary
+        assert "--quiet" in seen[name], name
+
+
+def test_shell_completion_is_on_and_help_stays_light():
+    r = run_cli("--show-completion", "bash")
+    assert r.returncode == 0 and b"_mghkit_completion" in r.stdout, r.stderr
+    r = run_cli("--help")
+    assert r.returncode == 0 and b"--install-completion" in r.stdout
