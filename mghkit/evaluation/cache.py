@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from mghkit.dbfiles import inode, is_broken, move_aside
 from mghkit.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -57,31 +56,6 @@ def check_cache_path(path: str | Path) -> None:
         raise UsageError(f"{p}: is a directory, expected the embedding cache file")
 
 
-# SQLite's primary result codes that mean "this file is not a usable database" (not "busy")
-_BROKEN = {getattr(sqlite3, "SQLITE_CORRUPT", 11), getattr(sqlite3, "SQLITE_NOTADB", 26)}
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _code(e: sqlite3.Error) -> int | None:
-    code = getattr(e, "sqlite_errorcode", None)
-    return None if code is None else code & 0xFF
-
-
-def _is_broken(e: sqlite3.Error) -> bool:
-    """A corrupt or foreign file (by SQLite's error code, or its message on older Pythons)."""
-    code = _code(e)
-    if code is not None:
-        return code in _BROKEN
-    text = str(e).lower()
-    return "not a database" in text or "malformed" in text
-
-
 class EmbeddingCache:
     """Float32 vectors keyed by :func:`text_key`; ``hits`` and ``misses`` count lookups.
 
@@ -108,7 +82,7 @@ class EmbeddingCache:
     # ------------------------------------------------------------------------- opening
     def _connect(self, memory: bool = False) -> sqlite3.Connection:
         on_disk = not (self.memory or memory)
-        self._inode = _inode(self.path) if on_disk else None  # which file this connection found
+        self._inode = inode(self.path) if on_disk else None  # which file this connection found
         db = sqlite3.connect(str(self.path) if on_disk else ":memory:", timeout=60)
         try:
             db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
@@ -125,7 +99,7 @@ class EmbeddingCache:
         except sqlite3.Error as e:
             if self.memory:
                 raise
-            if not _is_broken(e):  # cannot create or write it (read-only, busy...): read it if it is there
+            if not is_broken(e):  # cannot create or write it (read-only, busy...): read it if it is there
                 self._read_only(e)
                 return self._connect_read_only()
             self._move_aside(e)
@@ -146,25 +120,13 @@ class EmbeddingCache:
         return self._connect(memory=True)  # nothing readable: this run's vectors stay in memory
 
     def _move_aside(self, e: sqlite3.Error) -> None:
-        """Rename the broken file (and its journal) to ``NAME.broken-<timestamp>`` (as the LLM
-        response cache does). Another run sharing the cache may have done it already (the file
-        is gone, or is a new one): then there is nothing to move."""
+        """Move the damaged file aside (:func:`mghkit.dbfiles.move_aside`) and say so in one line."""
         with contextlib.suppress(AttributeError, sqlite3.Error):
             self._db.close()
-        if self._inode is not None and _inode(self.path) != self._inode:
-            return
-        aside = self.path.with_name(f"{self.path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-        if os.path.lexists(aside):
-            aside = aside.with_name(f"{aside.name}-{os.getpid()}")
-        try:
-            os.replace(self.path, aside)
-        except FileNotFoundError:
-            return
-        for suffix in ("-journal", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        log.warning("warning: %s: the embedding cache is damaged (%s); moved it to %s and started a fresh one",
-                    self.path, e, aside)  # fmt: skip
+        aside = move_aside(self.path, self._inode)
+        if aside is not None:
+            log.warning("warning: %s: the embedding cache is damaged (%s); moved it to %s and started a fresh one",
+                        self.path, e, aside)  # fmt: skip
 
     def _read_only(self, e: sqlite3.Error) -> None:
         if self._writable:
@@ -177,7 +139,7 @@ class EmbeddingCache:
         failure (a full disk, a read-only file, a lock held too long) stops the writes."""
         if self.memory:
             raise e
-        if _is_broken(e):
+        if is_broken(e):
             self._move_aside(e)
             try:
                 self._db = self._connect()

@@ -19,13 +19,12 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mghkit.dbfiles import inode, is_broken, move_aside
 from mghkit.errors import RuntimeFailure
 from mghkit.jsonl import loads
 from mghkit.llm.base import Completion, Messages
@@ -34,16 +33,8 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "llm-cache.sqlite3"
 BUSY_TIMEOUT_S = 60.0  # another process writing the same cache: wait this long for it, never fail at once
-_BROKEN = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}  # the file is damaged (not a lock, not a full disk)
 
 T = TypeVar("T")
-
-
-def is_broken(e: sqlite3.Error) -> bool:
-    """True when ``e`` says the database file itself is damaged (not busy, full or read-only)."""
-    return getattr(e, "sqlite_errorname", None) in _BROKEN or (
-        type(e) is sqlite3.DatabaseError and ("not a database" in str(e) or "malformed" in str(e))
-    )
 
 
 class ResponseCache:
@@ -83,7 +74,7 @@ class ResponseCache:
             raise RuntimeFailure(f"{self.path}: cannot open the LLM response cache ({e})") from None
 
     def _connect(self) -> sqlite3.Connection:
-        self._inode = _inode(self.path)  # which file this connection found (None: a new one)
+        self._inode = inode(self.path)  # which file this connection found (None: a new one)
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -98,27 +89,14 @@ class ResponseCache:
         return db
 
     def _move_aside(self, e: sqlite3.Error) -> None:
-        """Rename the damaged file (and its -wal / -shm companions) to ``NAME.broken-<timestamp>``
-        and say so in one line. Another process sharing the cache may have done it already (the
-        file is gone, or is a new one): then there is nothing to move."""
+        """Move the damaged file aside (:func:`mghkit.dbfiles.move_aside`) and say so in one line."""
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-        if self._inode is not None and _inode(self.path) != self._inode:
-            return
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        broken = self.path.with_name(f"{self.path.name}.broken-{stamp}")
-        if os.path.lexists(broken):
-            broken = broken.with_name(f"{broken.name}-{os.getpid()}")
-        try:
-            os.replace(self.path, broken)
-        except FileNotFoundError:
-            return
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{self.path}{suffix}", f"{broken}{suffix}")
-        log.warning("warning: %s: the LLM response cache is damaged (%s); moved it to %s and started a fresh one",
-                    self.path, e, broken)  # fmt: skip
+        broken = move_aside(self.path, self._inode)
+        if broken is not None:
+            log.warning("warning: %s: the LLM response cache is damaged (%s); moved it to %s and started a fresh one",
+                        self.path, e, broken)  # fmt: skip
 
     def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool, default: T) -> T:
         """``op(db)``; a damaged file is moved aside and ``op`` retried on a fresh cache once; what
@@ -241,13 +219,6 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def _hash_messages(h: Any, messages: Messages) -> None:
