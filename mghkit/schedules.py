@@ -23,6 +23,11 @@ Example ids are derived from the record's id and the level, so two records with 
 give colliding examples: a repeated id stops the run with an InputError naming file:line and
 the id (``mghkit validate`` rejects repeated ids, keeping the first, so its output never stops here).
 
+``format="sentence-transformers"`` gives rows ``{"anchor", "positive", "negative"}`` instead of
+Examples, in the same order, for sentence-transformers' trainer as they are. The anchor carries the
+instruction inlined in mghkit's query format (``Instruct: {task}\\nQuery: {query}``, what mghkit's
+encoder sees): sentence-transformers' prompts are per column, and a curriculum mixes tasks.
+
     >>> t = Triplet(query="q", positive_example="p", instruction="Find it",
     ...     hard_negative_examples=[{"similarity_level": lv, "text": lv.upper()} for lv in LEVELS])
     >>> [(e.stage, e.level, e.negative) for e in curriculum([t], "coarse-to-fine")]
@@ -34,13 +39,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
 from mghkit.errors import InputError, UsageError
 from mghkit.hashing import seeded_digest, stable_id
 from mghkit.jsonl import JsonlWriter, check_distinct_outputs, display_name, iter_lines, parse_record
+from mghkit.model.config import QUERY_FORMAT
 from mghkit.schema import LEVELS, Example, Triplet
 from mghkit.validate.checks import canonical_level
 
@@ -48,6 +54,8 @@ DEFAULT_INSTRUCTION = "Given a query, retrieve documents that answer the query"
 COARSE_TO_FINE: tuple[str, ...] = tuple(reversed(LEVELS))  # low .. high
 SCHEDULES: tuple[str, ...] = ("coarse-to-fine", "fine-to-coarse", "random", *(f"fixed:{lv}" for lv in LEVELS))
 Missing = Literal["skip", "drop", "error"]
+Format = Literal["mghkit", "sentence-transformers"]
+FORMATS: tuple[str, ...] = ("mghkit", "sentence-transformers")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,63 @@ class CurriculumExamples(list[Example]):
         self.schedule, self.stats = schedule, stats
 
 
+class CurriculumRows(list[dict[str, str]]):
+    """sentence-transformers rows (anchor, positive, negative) in training order, with the
+    ``schedule`` and ``stats`` of :class:`CurriculumExamples`. Empty when written to a file."""
+
+    def __init__(self, rows: Iterable[dict[str, str]] = (), *, schedule: Schedule, stats: CurriculumStats) -> None:
+        super().__init__(rows)
+        self.schedule, self.stats = schedule, stats
+
+
+def st_row(example: Example) -> dict[str, str]:
+    """The sentence-transformers row of an Example: the anchor is the query in mghkit's query
+    format with the instruction inlined; positive and negative are the texts as they are.
+
+    >>> e = Example(id="x", stage=1, level="low", instruction="Find it", query="q", positive="p", negative="n")
+    >>> st_row(e)
+    {'anchor': 'Instruct: Find it\\nQuery: q', 'positive': 'p', 'negative': 'n'}
+    """
+    return {"anchor": st_anchor(example.instruction, example.query), "positive": example.positive,
+            "negative": example.negative}  # fmt: skip
+
+
+def st_anchor(instruction: str, query: str) -> str:
+    """``query`` in mghkit's query format with ``instruction`` as the task."""
+    return QUERY_FORMAT.replace("{task}", instruction).replace("{query}", query)
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise UsageError(f"--format {format!r}: unknown output format; valid: {', '.join(FORMATS)}")
+
+
+@overload
+def curriculum(
+    records: str | Path | Iterable[Triplet | dict[str, Any]],
+    schedule: str = ...,
+    *,
+    seed: int = ...,
+    stages: int | None = ...,
+    stage_size: int | None = ...,
+    missing: Missing = ...,
+    default_instruction: str = ...,
+    out: str | Path | None = ...,
+    format: Literal["mghkit"] = ...,
+) -> CurriculumExamples: ...
+@overload
+def curriculum(
+    records: str | Path | Iterable[Triplet | dict[str, Any]],
+    schedule: str = ...,
+    *,
+    seed: int = ...,
+    stages: int | None = ...,
+    stage_size: int | None = ...,
+    missing: Missing = ...,
+    default_instruction: str = ...,
+    out: str | Path | None = ...,
+    format: Literal["sentence-transformers"],
+) -> CurriculumRows: ...
 def curriculum(
     records: str | Path | Iterable[Triplet | dict[str, Any]],
     schedule: str = "coarse-to-fine",
@@ -122,14 +187,18 @@ def curriculum(
     missing: Missing = "skip",
     default_instruction: str = DEFAULT_INSTRUCTION,
     out: str | Path | None = None,
-) -> CurriculumExamples:
+    format: Format = "mghkit",
+) -> CurriculumExamples | CurriculumRows:
     """Training examples of ``records`` (Triplets or dicts in memory, or a JSONL path; ``-``:
     stdin) in the order of ``schedule``; see the module doc for the schedules and options.
 
     Returns a list of :class:`~mghkit.schema.Example` with ``.stats`` (examples per stage, records
     missing a level) and ``.schedule``. With ``out`` the examples are written there (atomically)
-    instead and the returned list is empty. Input must be valid (run ``validate_triplets`` first):
-    a bad record raises :class:`~mghkit.errors.InputError` naming file:line:field.
+    instead and the returned list is empty. ``format="sentence-transformers"``: rows
+    ``{"anchor", "positive", "negative"}`` instead (:func:`st_row`), in the same order, returned
+    as a :class:`CurriculumRows` or written to ``out``. Input must be valid (run
+    ``validate_triplets`` first): a bad record raises :class:`~mghkit.errors.InputError` naming
+    file:line:field.
 
     >>> t = {"query": "q", "positive_example": "p",
     ...      "hard_negative_examples": [{"similarity_level": lv, "text": lv} for lv in LEVELS[:3]]}
@@ -139,6 +208,7 @@ def curriculum(
     """
     plan = parse_schedule(schedule, stages)
     _check_options(missing, stage_size)
+    check_format(format)
     is_path = isinstance(records, str | Path)
     if isinstance(records, dict | BaseModel):
         raise UsageError("curriculum takes a list of records (or a path), not a single record")
@@ -149,11 +219,15 @@ def curriculum(
     stats = CurriculumStats()
     examples = _iter_numbered(numbered, plan, seed, stage_size=stage_size, missing=missing,
                               default_instruction=default_instruction, stats=stats, source=source)  # fmt: skip
-    if out is None:
-        return CurriculumExamples(examples, schedule=plan, stats=stats)
-    with JsonlWriter(out) as writer:
-        writer.write_all(examples)
-    return CurriculumExamples(schedule=plan, stats=stats)
+    st = format == "sentence-transformers"
+    records_out: Iterable[Example | dict[str, str]] = map(st_row, examples) if st else examples
+    if out is not None:
+        with JsonlWriter(out) as writer:
+            writer.write_all(records_out)
+        records_out = ()
+    if st:
+        return CurriculumRows(records_out, schedule=plan, stats=stats)  # type: ignore[arg-type]
+    return CurriculumExamples(records_out, schedule=plan, stats=stats)  # type: ignore[arg-type]
 
 
 def _check_options(missing: str, stage_size: int | None) -> None:

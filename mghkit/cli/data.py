@@ -112,13 +112,20 @@ def curriculum(
         str, typer.Option(help="Instruction for records that carry none.")
     ] = "Given a query, retrieve documents that answer the query",
     out: Out = "-",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="mghkit (Example records) or sentence-transformers (anchor/positive/negative rows, the instruction inlined in the anchor).",
+        ),
+    ] = "mghkit",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
 ) -> None:
     """Order training examples coarse-to-fine (easy negatives first) or by an ablation schedule."""
     from mghkit.schedules import curriculum as build
 
     examples = build(triplets, schedule, seed=seed, stages=stages, stage_size=stage_size, missing=missing,  # type: ignore[arg-type]
-                     default_instruction=default_instruction, out=out)  # fmt: skip
+                     default_instruction=default_instruction, out=out, format=format)  # type: ignore[call-overload]  # fmt: skip
     if not quiet:
         render_curriculum(examples.schedule, examples.stats)
 
