@@ -46,11 +46,9 @@ from pydantic import BaseModel
 from mghkit.errors import InputError, UsageError
 from mghkit.hashing import seeded_digest, stable_id
 from mghkit.jsonl import JsonlWriter, check_distinct_outputs, display_name, iter_lines, parse_record
-from mghkit.model.config import QUERY_FORMAT
-from mghkit.schema import LEVELS, Example, Triplet
+from mghkit.schema import DEFAULT_INSTRUCTION, LEVELS, Example, Triplet, st_anchor
 from mghkit.validate.checks import canonical_level
 
-DEFAULT_INSTRUCTION = "Given a query, retrieve documents that answer the query"
 COARSE_TO_FINE: tuple[str, ...] = tuple(reversed(LEVELS))  # low .. high
 SCHEDULES: tuple[str, ...] = ("coarse-to-fine", "fine-to-coarse", "random", *(f"fixed:{lv}" for lv in LEVELS))
 Missing = Literal["skip", "drop", "error"]
@@ -139,11 +137,6 @@ def st_row(example: Example) -> dict[str, str]:
     """
     return {"anchor": st_anchor(example.instruction, example.query), "positive": example.positive,
             "negative": example.negative}  # fmt: skip
-
-
-def st_anchor(instruction: str, query: str) -> str:
-    """``query`` in mghkit's query format with ``instruction`` as the task."""
-    return QUERY_FORMAT.replace("{task}", instruction).replace("{query}", query)
 
 
 def check_format(format: str) -> None:

@@ -29,6 +29,22 @@ KINDS: tuple[str, ...] = ("short-long", "long-short", "long-long", "short-short"
 Kind = Literal["short-long", "long-short", "long-long", "short-short", "sts"]
 
 
+# How mghkit's encoder lays out a query (mghkit/model/config.py QUERY_FORMAT, E5 style): the
+# anchor column of a sentence-transformers row carries it, instruction inlined.
+QUERY_FORMAT = "Instruct: {task}\nQuery: {query}"
+DEFAULT_INSTRUCTION = "Given a query, retrieve documents that answer the query"
+
+
+def st_anchor(instruction: str, query: str) -> str:
+    """``query`` in mghkit's query format with ``instruction`` as the task (the anchor column of
+    a sentence-transformers row).
+
+    >>> st_anchor("Find it", "q")
+    'Instruct: Find it\\nQuery: q'
+    """
+    return QUERY_FORMAT.replace("{task}", instruction).replace("{query}", query)
+
+
 class Record(BaseModel):
     """Base for all records: extra (provenance) fields are kept, not rejected."""
 

@@ -84,3 +84,21 @@ def test_sentence_transformers_trains_on_the_file_in_curriculum_order(clean, tmp
     assert result.global_step == 2
     # two batches of four trained, in file order (the loader may fetch one batch ahead); a shuffling sampler would not be
     assert len(seen) >= 8 and seen == ds["anchor"][: len(seen)]
+
+
+def test_validate_writes_one_row_per_clean_triplet_with_four_negative_columns(clean, tmp_path):
+    triplets, _, _ = mghkit.validate_triplets(clean)
+    rows, rejects, report = mghkit.validate_triplets(clean, format="sentence-transformers")
+    assert len(rows) == len(triplets) == report.clean == 5 and rejects == []
+    for row, t in zip(rows, triplets, strict=True):
+        assert row == {"anchor": f"Instruct: {t.instruction}\nQuery: {t.query}", "positive": t.positive_example,
+                       **{f"negative_{i}": n.text for i, n in enumerate(t.hard_negative_examples, 1)}}  # fmt: skip
+    out = tmp_path / "st_clean.jsonl"
+    r = run_cli("validate", str(clean), "--format", "sentence-transformers", "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x) for x in out.read_text().splitlines()] == rows
+    from datasets import Dataset  # the sentence-transformers trainer's input: columns as written
+
+    assert Dataset.from_json(str(out)).column_names == ["anchor", "positive", *(f"negative_{i}" for i in range(1, 5))]
+    r = run_cli("validate", str(clean), "--format", "st")
+    assert r.returncode == 2 and "valid: mghkit, sentence-transformers" in r.stderr.decode()

@@ -66,6 +66,13 @@ def validate(
             show_default=False,
         ),
     ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="mghkit (clean triplets) or sentence-transformers (anchor, positive, negative_1 (high) .. negative_4 (low) rows; the instruction inlined in the anchor).",
+        ),
+    ] = "mghkit",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table on stderr.")] = False,
 ) -> None:
     """Filter triplets: schema, normalisation, dedup, quality and level checks; rejects kept."""
@@ -77,7 +84,7 @@ def validate(
     result = validate_triplets(
         triplets, out=out, rejects=rejects, report=report, dedup=dedup, dedup_threshold=dedup_threshold,
         pair_threshold=pair_threshold, min_chars=min_chars, max_chars=max_chars, strict=strict,
-        check_levels=check_levels, embedder=embedder, plot=plot, workers=workers, keep=False,
+        check_levels=check_levels, embedder=embedder, plot=plot, workers=workers, keep=False, format=format,
     )  # fmt: skip
     if not quiet:
         render_validate(result.report)

@@ -13,6 +13,7 @@ from typing import Any
 
 from mghkit.errors import UsageError
 from mghkit.jsonl import write_json_atomic
+from mghkit.schema import QUERY_FORMAT
 
 POOLINGS = ("ata", "mean", "last", "weighted-mean")
 ATA_DIRECTIONS = ("received", "given")
@@ -22,7 +23,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 # checked against them before torch is imported, so a typo fails in milliseconds, not after a model load
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "npu", "mtia", "meta", "xla", "ipu", "hip", "ve", "fpga",
                 "maia", "lazy", "vulkan", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")  # fmt: skip
-QUERY_FORMAT = "Instruct: {task}\nQuery: {query}"
 
 
 @dataclass

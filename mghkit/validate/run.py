@@ -39,7 +39,7 @@ from mghkit.jsonl import (
     loads,
     write_json_atomic,
 )
-from mghkit.schema import Reject, Triplet
+from mghkit.schema import DEFAULT_INSTRUCTION, Reject, Triplet, st_anchor
 from mghkit.validate.checks import Outcome, ValidateConfig
 from mghkit.validate.crossfile import Finisher, collect_positives, prepare_batch
 from mghkit.validate.dedup import SortedKeys
@@ -69,6 +69,7 @@ def validate_triplets(
     plot: str | Path | None = None,
     workers: int | None = None,
     keep: bool = True,
+    format: str = "mghkit",
 ) -> ValidationResult:
     """Filter triplets: every bad record becomes a :class:`~mghkit.schema.Reject` with reasons,
     never a crash. Returns a result that unpacks as ``(clean, rejects, report)``.
@@ -105,6 +106,9 @@ def validate_triplets(
             check_writable_path(value, option)
     if plot and not check_levels:
         raise UsageError("--plot needs --check-levels (it draws the per-level similarities)")
+    if format not in ("mghkit", "sentence-transformers"):
+        raise UsageError(f"--format {format!r}: unknown output format; valid: mghkit, sentence-transformers")
+    st_rows = format == "sentence-transformers"
     embed = None
     if check_levels:
         embed = load_embedder(embedder) if isinstance(embedder, str) else embedder
@@ -117,7 +121,9 @@ def validate_triplets(
         if out is not None:
             write_clean = stack.enter_context(JsonlWriter(out)).write
         elif keep:
-            write_clean = lambda rec: clean.append(Triplet.model_validate(rec))  # noqa: E731
+            write_clean = clean.append if st_rows else lambda rec: clean.append(Triplet.model_validate(rec))  # type: ignore[arg-type]
+        if st_rows and write_clean is not None:
+            write_clean = _as_st_row(write_clean)
         write_reject: Callable[[Reject], None] | None = None
         if rejects is not None:
             write_reject = stack.enter_context(JsonlWriter(rejects)).write
@@ -125,7 +131,7 @@ def validate_triplets(
             write_reject = rejected.append
         if is_path:
             result = validate_file(str(records), write_clean, write_reject, cfg, embed=embed, level_stats=stats,
-                                   json_text=out is not None)  # fmt: skip
+                                   json_text=out is not None and not st_rows)  # fmt: skip
         else:
             result = _validate_records(records, write_clean, write_reject, cfg, embed=embed, level_stats=stats)  # type: ignore[arg-type]
     if report is not None:
@@ -252,3 +258,18 @@ def _consume(
     if level_stats is not None:
         report.levels = level_stats.summary()
     return report
+
+
+def _as_st_row(write: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``write`` fed sentence-transformers rows instead of clean triplets: ``anchor`` (the query
+    in mghkit's query format, instruction inlined), ``positive`` and ``negative_1`` (high) ..
+    ``negative_4`` (low) - the columns MultipleNegativesRankingLoss takes as they are."""
+
+    def write_row(rec: dict[str, Any]) -> None:
+        negatives = [n["text"] if isinstance(n, dict) else n.text for n in rec["hard_negative_examples"]]
+        row = {"anchor": st_anchor(rec.get("instruction") or DEFAULT_INSTRUCTION, rec["query"]),
+               "positive": rec["positive_example"]}  # fmt: skip
+        row.update({f"negative_{i}": text for i, text in enumerate(negatives, 1)})
+        write(row)
+
+    return write_row
