@@ -30,3 +30,12 @@ def test_shell_completion_is_on_and_help_stays_light():
     assert r.returncode == 0 and b"_mghkit_completion" in r.stdout, r.stderr
     r = run_cli("--help")
     assert r.returncode == 0 and b"--install-completion" in r.stdout
+
+
+def test_the_shell_gets_completions_of_commands_and_options():
+    """What the installed completion script asks at each <TAB>: mghkit answers (it runs the command
+    outside Typer's own main, so this path must be kept by hand)."""
+    r = run_cli(env={"_MGHKIT_COMPLETE": "complete_bash", "COMP_WORDS": "mghkit ge", "COMP_CWORD": "1"})
+    assert r.returncode == 0 and r.stdout.split() == [b"generate"], r.stderr
+    r = run_cli(env={"_MGHKIT_COMPLETE": "complete_bash", "COMP_WORDS": "mghkit validate --check", "COMP_CWORD": "2"})
+    assert r.stdout.split() == [b"--check-levels"], r.stderr

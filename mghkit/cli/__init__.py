@@ -88,6 +88,9 @@ def main() -> None:
     # The command runs in a context of our own, not through ``app()``: Typer's main() would turn a
     # broken pipe into a silent exit 1 and SIGTERM's Terminated into a silent exit 130 before
     # the handlers below could see them.
+    if os.environ.get("_MGHKIT_COMPLETE"):  # the shell asks for completions: Typer's own path answers
+        app(prog_name="mghkit")
+        return
     command = typer.main.get_command(app)
     try:
         with command.make_context("mghkit", sys.argv[1:]) as ctx:
