@@ -1,6 +1,6 @@
 """``mghkit export`` cost, and what loading the export costs against ``mghkit.load_encoder``.
 
-Two models: a tiny random Llama fine-tuned with LoRA for 2 steps (the run dir of
+Two models: a tiny random Llama fine-tuned with LoRA for 4 steps (one a stage) (the run dir of
 tests/test_export.py), and the embedded ``local`` SmolLM2-135M exported as it is (a run dir that
 holds only ``mghkit_model.json`` with ``base_model: local``: no adapter, nothing to merge).
 For each: the time of ``mghkit.export(run, format="sentence-transformers")`` into a new dir,
@@ -54,7 +54,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def _tiny_run(home: Path) -> Path:
-    """A tiny Llama fine-tuned with LoRA for 2 steps."""
+    """A tiny Llama fine-tuned with LoRA for 4 steps (one a stage)."""
     import mghkit
     from mghkit.model.tiny import save_tiny_model
     from mghkit.schema import LEVELS
@@ -68,7 +68,7 @@ def _tiny_run(home: Path) -> Path:
                    "positive_example": text(12),
                    "hard_negative_examples": [{"similarity_level": lv, "text": text(10)} for lv in LEVELS]}  # fmt: skip
             fp.write(json.dumps(rec) + "\n")
-    mghkit.fine_tune(str(home / "t.jsonl"), base_model=str(base), out=home / "run", steps=2, batch_size=2,
+    mghkit.fine_tune(str(home / "t.jsonl"), base_model=str(base), out=home / "run", steps=4, batch_size=2,
                      threads=1, lora_dropout=0.0, progress=False)  # fmt: skip
     return home / "run"
 

@@ -20,11 +20,11 @@ TEXTS = ["salt lamp", "the earth orbits the sun once a year", "grep prints lines
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A LoRA run dir (2 steps on a tiny Llama) beside its base model."""
+    """A LoRA run dir (4 steps on a tiny Llama, one a stage) beside its base model."""
     home = tmp_path_factory.mktemp("export")
     base = save_tiny_model(home / "base")
     data = write_triplets(home / "t.jsonl")
-    mghkit.fine_tune(str(data), base_model=str(base), out=home / "run", steps=2, batch_size=2, threads=1,
+    mghkit.fine_tune(str(data), base_model=str(base), out=home / "run", steps=4, batch_size=2, threads=1,
                      lora_dropout=0.0, progress=False)  # fmt: skip
     return home / "run"
 
@@ -61,7 +61,7 @@ def test_sentence_transformers_gives_mghkit_vectors(trained, tmp_path, pooling):
     assert st.prompts["query"] == f"Instruct: {DEFAULT_INSTRUCTION}\nQuery: "
     _assert_same_vectors(st, mghkit.load_encoder(run))
     card = (tmp_path / "st" / "README.md").read_text()
-    assert "2509.00842" in card and "| steps | 2 |" in card and "Data lineage" in card
+    assert "2509.00842" in card and "| steps | 4 |" in card and "Data lineage" in card
 
 
 def test_hf_export_loads_with_plain_transformers(trained, tmp_path):

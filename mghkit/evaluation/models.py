@@ -124,8 +124,10 @@ def meta_name(model: Any, label: str, pooling: str | None = None) -> str:
     """The mteb model name of a row: ``mghkit/`` and the model dir's name (a run dir, a
     sentence-transformers dir) or the row label, with ``-<pooling>`` when poolings were chosen.
 
-    >>> meta_name("runs/exp-1/", "runs/exp-1/"), meta_name("local", "local", "ata")
-    ('mghkit/exp-1', 'mghkit/local-ata')
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp()) / "exp-1"; run.mkdir()
+    >>> meta_name(f"{run}/", f"{run}/"), meta_name("local", "local", "ata"), meta_name("no/such/dir", "no/such/dir")
+    ('mghkit/exp-1', 'mghkit/local-ata', 'mghkit/no-such-dir')
     """
     base = Path(model).name if isinstance(model, str) and Path(model).exists() and Path(model).name else label
     if pooling:
