@@ -70,10 +70,12 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
         for item in items:
             if not started:
                 started = True
-                # the first submit forks every worker: a Ctrl-C arriving before a worker has set
-                # SIGINT aside (in _worker_start) would kill it and break the pool, so the
-                # workers are born with SIGINT blocked (the parent gets it once they are started)
-                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                # the first submit forks every worker. A Ctrl-C arriving before a worker has set
+                # SIGINT aside (in _worker_start) would kill it and break the pool, and a signal
+                # handled in the parent's at-fork hooks is lost (Python prints and ignores an
+                # exception raised there: a SIGTERM then let the run finish with exit 0). So the
+                # fork happens with both blocked; the parent gets them once the workers exist.
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
                 try:
                     pending.append(pool.submit(fn, item))
                 finally:
@@ -97,8 +99,8 @@ def _worker_start(parent: int) -> None:
     A worker blocked on the pool's queues would otherwise wait forever after a kill -9 of the
     main process (it holds both ends of the pipes itself, so it never sees end-of-file)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # born blocked (ordered_map): now ignored
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's Terminated handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # born blocked (ordered_map)
     watched = False
     if sys.platform == "linux":
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
