@@ -57,14 +57,6 @@ class TrainData:
         }
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _HashingReader:
     """A binary file whose every byte read also goes into a sha256: the training file is read
     once (a FIFO or ``-`` cannot be read twice), parsed and hashed in the same pass."""
@@ -97,13 +89,6 @@ def _check_texts(rec: Example | Triplet, name: str, lineno: int) -> None:
     for key, text in fields.items():
         if not text.strip():
             raise InputError("empty text", path=name, line=lineno, field=key)
-
-
-def read_training_records(path: str | Path) -> tuple[str, list[Example] | list[Triplet], int]:
-    """Parse and check every line; the first bad one raises InputError (file:line:field).
-    Returns (kind, records, number of records). The kind is set by the first record."""
-    kind, records, n, _ = _read_and_hash(path)
-    return kind, records, n
 
 
 def _read_and_hash(path: str | Path) -> tuple[str, list[Any], int, str]:
