@@ -40,6 +40,7 @@ class ClientStats:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the provider's prompt cache served (part of prompt_tokens)
     cost_usd: float = 0.0  # spent (cache hits excluded)
 
 

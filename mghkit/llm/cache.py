@@ -192,6 +192,17 @@ class ResponseCache:
         self._run(lambda db: db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?)", (key, value)),
                   write=True, default=None)  # fmt: skip
 
+    def put_many(self, items: Sequence[tuple[str, Completion]]) -> None:
+        """Many answers in one transaction (a downloaded batch file)."""
+        rows = [(k, json.dumps({"text": c.text, "usage": c.usage, "cost_usd": c.cost_usd,
+                                "finish_reason": c.finish_reason})) for k, c in items]  # fmt: skip
+
+        def put(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)", rows)
+
+        self._run(put, write=True, default=None)
+
     def get_results(self, keys: Sequence[str]) -> dict[str, str]:
         return self._select("results", keys)
 

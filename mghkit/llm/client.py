@@ -211,10 +211,12 @@ class LiteLLMClient:
             self._cache_model = f"{LOCAL}:{MODEL_FILE}"
             self.price_in: float | None = None
             self.price_out: float | None = None
+            self.price_cached: float | None = None
             self._supported: set[str] | None = None
         else:
             self._litellm_model = self._cache_model = config.model
             self.price_in, self.price_out = _prices(config.model)
+            self.price_cached = model_price(config.model, "cache_read_input_token_cost")
             self._supported = _supported_params(config.model)
             if config.extra_body:  # it changes the answers: part of every cache key
                 self._cache_model += "\x1f" + json.dumps(config.extra_body, sort_keys=True, separators=(",", ":"))
@@ -270,6 +272,26 @@ class LiteLLMClient:
         if self.cache:
             self.cache.put(key, result)
         return result
+
+    # -- batch mode (mghkit.llm.batch): the same request as complete() would send, as a batch line
+    def batch_request(
+        self,
+        messages: Messages,
+        *,
+        response_format: dict[str, Any] | None = None,
+        seed: int | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """(the cache key of ``complete(messages, ...)``, the chat request body a batch line carries):
+        the key is the line's ``custom_id``, so a batch answer lands where an online one would."""
+        params = _params(response_format=response_format, seed=seed, temperature=temperature, max_tokens=max_tokens)
+        key = ResponseCache.key(self._cache_model, messages, params)
+        body: dict[str, Any] = dict(self.config.extra_body or {})
+        body.update({k: v for k, v in params.items() if self._supported is None or k in self._supported})
+        body["model"] = self.config.model.split("/", 1)[1] if "/" in self.config.model else self.config.model
+        body["messages"] = messages
+        return key, body
 
     # -- the cache, in bulk (a warm rerun's fast path)
     def lookup_many(
@@ -436,6 +458,9 @@ class LiteLLMClient:
         u = getattr(resp, "usage", None)
         usage = {"prompt_tokens": int(getattr(u, "prompt_tokens", 0) or 0),
                  "completion_tokens": int(getattr(u, "completion_tokens", 0) or 0)}  # fmt: skip
+        cached = getattr(getattr(u, "prompt_tokens_details", None), "cached_tokens", None)
+        if cached:  # the provider's prompt cache served this part of the prompt
+            usage["cached_tokens"] = int(cached)
         return getattr(choice.message, "content", None) or "", getattr(choice, "finish_reason", None), usage
 
     def _backoff(self, attempt: int, e: Exception) -> float:
@@ -447,9 +472,13 @@ class LiteLLMClient:
 
     def _account(self, text: str, finish: str | None, usage: dict[str, int], est_tokens: int) -> Completion:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        cost = self.estimate_cost(usage["prompt_tokens"], usage["completion_tokens"])
+        cached = usage.get("cached_tokens", 0)
+        cost = self.estimate_cost(usage["prompt_tokens"] - cached, usage["completion_tokens"])
+        if cached and self.price_known:  # at the provider's cache-read price where the table has one
+            cost += cached * (self.price_cached if self.price_cached is not None else self.price_in or 0.0)
         self.stats.prompt_tokens += usage["prompt_tokens"]
         self.stats.completion_tokens += usage["completion_tokens"]
+        self.stats.cached_tokens += usage.get("cached_tokens", 0)
         self.stats.cost_usd += cost
         if self._tpm:
             self._tpm.give_back(est_tokens - usage["total_tokens"])
@@ -475,6 +504,15 @@ def _prices(model: str) -> tuple[float | None, float | None]:
     if p_in is None or p_out is None:
         return None, None
     return float(p_in), float(p_out)
+
+
+def model_price(model: str, name: str) -> float | None:
+    """One price field of LiteLLM's table (e.g. ``input_cost_per_token_batches``), or None."""
+    try:
+        value = litellm_module().get_model_info(model).get(name)
+    except Exception:
+        return None
+    return None if value is None else float(value)
 
 
 def _supported_params(model: str) -> set[str] | None:

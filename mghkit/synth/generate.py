@@ -42,8 +42,10 @@ from mghkit.jsonl import (
 from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError, check_sampling
 from mghkit.llm.client import as_client
 from mghkit.schema import Reject, Task, Triplet
+from mghkit.llm.batch import BatchRunner, batch_provider
+from mghkit.synth.batchrun import batch_plan, check_batch_client, run_batch_jobs
 from mghkit.synth.replay import keep_results, replay_cached
-from mghkit.synth.report import Estimate, RunProgress, Usage, count_tokens, estimate, warn_if_unpriced
+from mghkit.synth.report import BatchBar, Estimate, RunProgress, Usage, count_tokens, estimate, warn_if_unpriced
 from mghkit.synth.triplets import Job, RequestParams, estimate_completion_tokens, plan, produce
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,25 @@ class GenerateResult:
 
 
 # ----------------------------------------------------------------------------- many jobs
+def recorder(
+    stats: GenerateStats, on_record: Callable[[bool, dict[str, Any]], None], on_done: Callable[[], None]
+) -> Callable[[bool, dict[str, Any]], None]:
+    """``record(ok, rec)``: count a finished record in ``stats``, hand it over, advance the bar."""
+
+    def record(ok: bool, rec: dict[str, Any]) -> None:
+        if ok:
+            stats.written += 1
+            stats.reasked += bool(rec["meta"].get("reasked"))
+        else:
+            stats.rejected += 1
+            code = rec["reasons"][0]["code"]
+            stats.reasons[code] = stats.reasons.get(code, 0) + 1
+        on_record(ok, rec)
+        on_done()
+
+    return record
+
+
 async def run_jobs(
     jobs: Iterable[Job],
     client: LLMClient,
@@ -134,18 +155,7 @@ async def run_jobs(
     stats = stats or GenerateStats()
     params = RequestParams.for_client(client, max_tokens=max_tokens, temperature=temperature)
     key = params.key()
-
-    def record(ok: bool, rec: dict[str, Any]) -> None:
-        if ok:
-            stats.written += 1
-            stats.reasked += bool(rec["meta"].get("reasked"))
-        else:
-            stats.rejected += 1
-            code = rec["reasons"][0]["code"]
-            stats.reasons[code] = stats.reasons.get(code, 0) + 1
-        on_record(ok, rec)
-        on_done()
-
+    record = recorder(stats, on_record, on_done)
     it = iter(replay_cached(list(jobs), client, params, record))
     streak = 0
     errors: list[Exception] = []  # what went wrong on our side (first one raised at the end)
@@ -276,6 +286,9 @@ async def agenerate(
     progress: bool = False,
     collect: bool = True,
     check: bool = True,
+    batch: bool = False,
+    batch_size: int | None = None,
+    poll_interval: float = 30.0,
 ) -> GenerateResult:
     """The async form of :func:`generate` (same arguments, same result)."""
     if per_task < 1:
@@ -294,12 +307,24 @@ async def agenerate(
     triplets: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     try:
+        if batch:
+            check_batch_client(client)
+            batch_provider(client.model)  # a model without a batch API: exit 2, nothing sent
         jobs = list(plan(task_list, per_task=per_task, seed=seed))
         if dry_run:  # read the outputs as they are: no lock, no repair
             pending, stats = _resume(jobs, out, rejects)
             prompt_tokens = sum(count_tokens(client, j.messages) for j in pending)
             completion_tokens = sum(estimate_completion_tokens(j.attributes) for j in pending)
             stats.estimate = estimate(client, len(pending), prompt_tokens, completion_tokens)
+            if batch:
+                params = RequestParams.for_client(client, max_tokens=max_tokens, temperature=temperature)
+                kw = {"response_format": params.response_format, "temperature": params.temperature,
+                      "max_tokens": params.max_tokens}  # fmt: skip
+                files, size, prices = batch_plan(client, [(j.messages, {**kw, "seed": j.request_seed}) for j in pending],
+                                                 batch_size)  # fmt: skip
+                stats.estimate.batch_files, stats.estimate.batch_bytes = files, size
+                if client.price_known:
+                    stats.estimate.price_in, stats.estimate.price_out = prices
             return GenerateResult([], [], stats)
         warn_if_unpriced("generate", client, max_budget)
         # the outputs are locked (a second run on them stops here, exit 2, naming this one) and a
@@ -317,9 +342,22 @@ async def agenerate(
                 if collect:
                     (triplets if ok else rejected).append(rec)
 
-            with RunProgress(len(pending), "generate", client, enabled=progress) as bar:
-                await run_jobs(pending, client, concurrency=concurrency, on_record=on_record, on_done=bar.advance,
-                               stats=stats, max_tokens=max_tokens, temperature=temperature)  # fmt: skip
+            if batch:
+                with BatchBar(len(pending), "generate --batch", client, enabled=progress) as bar:
+                    runner = BatchRunner(client, batch_size=batch_size, poll_interval=poll_interval,
+                                         on_progress=bar.update)  # fmt: skip
+                    try:
+                        await run_batch_jobs(pending, client, runner, record=recorder(stats, on_record, bar.advance),
+                                             on_done=bar.advance, stats=stats, max_tokens=max_tokens,
+                                             temperature=temperature)  # fmt: skip
+                    except BudgetExceeded as e:
+                        stats.stop = e
+                    finally:
+                        runner.close()
+            else:
+                with RunProgress(len(pending), "generate", client, enabled=progress) as bar:
+                    await run_jobs(pending, client, concurrency=concurrency, on_record=on_record, on_done=bar.advance,
+                                   stats=stats, max_tokens=max_tokens, temperature=temperature)  # fmt: skip
     finally:
         if owned:
             client.close()  # type: ignore[attr-defined]
@@ -357,6 +395,9 @@ def generate(
     progress: bool = False,
     collect: bool = True,
     check: bool = True,
+    batch: bool = False,
+    batch_size: int | None = None,
+    poll_interval: float = 30.0,
 ) -> GenerateResult:
     """``per_task`` graded triplets for each task; unpacks as ``triplets, rejects``.
 
@@ -375,7 +416,8 @@ def generate(
                               concurrency=concurrency, rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run,
                               api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
                                 max_retries=max_retries,
-                              cache_dir=cache_dir, progress=progress, collect=collect, check=check))  # fmt: skip
+                              cache_dir=cache_dir, progress=progress, collect=collect, check=check,
+                              batch=batch, batch_size=batch_size, poll_interval=poll_interval))  # fmt: skip
 
 
 def _resume(jobs: list[Job], out: str | Path | None, rejects: str | Path | None) -> tuple[list[Job], GenerateStats]:

@@ -42,6 +42,8 @@ class Estimate:
     model: str
     price_in: float | None = None  # USD per token; None: unknown
     price_out: float | None = None
+    batch_files: int | None = None  # with --batch: the request files the requests go out in
+    batch_bytes: int = 0
 
     @property
     def cost_usd(self) -> float | None:
@@ -129,3 +131,19 @@ def _make_progress() -> Any:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), TextColumn("retries {task.fields[retries]}"),
                     TextColumn("{task.fields[cost]}"), console=Console(stderr=True), transient=False)  # fmt: skip
+
+
+class BatchBar(RunProgress):
+    """The bar of a batch run: records done of total, ETA, and the batches by status (queued / in
+    progress / done) as the runner reports them (:class:`~mghkit.llm.batch.BatchProgress`)."""
+
+    def __init__(self, total: int, description: str, client: LLMClient, *, enabled: bool = True) -> None:
+        super().__init__(total, description, client, enabled=enabled)
+        self._description = description
+
+    def update(self, p: Any) -> None:
+        if self._progress is None:
+            return
+        line = f"{self._description} [batches: {p.queued} queued, {p.in_progress} in progress, {p.done} done]"
+        self._progress.update(self._task, description=line)
+        self._flush(time.monotonic())

@@ -1,0 +1,471 @@
+"""Provider batch APIs (half the list price, answers within 24 h) through LiteLLM's files and
+batches calls - reached through :func:`mghkit.llm.client.litellm_module`, the one LiteLLM import.
+
+A batch request is exactly the request :meth:`LiteLLMClient.complete` would send; its
+``custom_id`` is that request's response-cache key, so a batch answer lands in the response cache
+where an online answer would, and everything downstream (records, re-asks, warm reruns) is the
+online code. :class:`BatchRunner` takes the requests whose answers are missing and:
+
+1. records them in the ledger (``batches.sqlite3`` in the cache dir) as a planned submission -
+   committed before anything is uploaded;
+2. uploads the request file(s) and creates the batch(es), each tagged with its submission id in
+   the batch's ``metadata``, then records the batch id. A rerun after a kill between the two
+   finds the batch by that tag (``list_batches``) instead of submitting it again: no request is
+   billed twice;
+3. polls until every batch is done (``on_progress`` hears the status counts), downloads the
+   output and error files, puts each answer into the response cache (with its cost at the batch
+   price) and only then marks it answered - a kill at any moment loses no answer;
+4. resubmits what an expired, cancelled or failed batch left unanswered, and lines that failed
+   (up to ``max_attempts`` submissions each; then the request fails for good, as an online one
+   does after its retries).
+
+    >>> split_requests([BatchLine("a", b"x" * 10), BatchLine("b", b"y" * 10)], Limits(1, 100))
+    [['a'], ['b']]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mghkit.errors import UsageError
+from mghkit.hashing import stable_id
+from mghkit.llm.base import Completion, LLMError
+from mghkit.llm.limits import backoff_delay
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "batches.sqlite3"
+ENDPOINT = "/v1/chat/completions"
+LIVE = ("validating", "in_progress", "finalizing", "cancelling")  # a batch still working
+MAX_ATTEMPTS = 3  # submissions of one request before it fails for good
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A provider's limits on one batch input file."""
+
+    requests: int
+    bytes: int
+
+
+# what LiteLLM's create_batch can reach with OpenAI-format request files, and each one's file limits
+PROVIDER_LIMITS = {
+    "openai": Limits(50_000, 200 * 1024**2),
+    "azure": Limits(100_000, 200 * 1024**2),
+    "mistral": Limits(1_000_000, 200 * 1024**2),
+    "hosted_vllm": Limits(50_000, 200 * 1024**2),
+    "litellm_proxy": Limits(50_000, 200 * 1024**2),
+}
+
+
+def batch_provider(model: str) -> str:
+    """The LiteLLM provider of ``model`` if it takes batch jobs, else a one-line UsageError.
+
+    >>> batch_provider("openai/my-model")
+    'openai'
+    >>> batch_provider("local")
+    Traceback (most recent call last):
+    mghkit.errors.UsageError: --batch: local has no batch API; batch mode needs one of azure, hosted_vllm, litellm_proxy, mistral, openai (or drop --batch)
+    """
+    provider = model.split("/", 1)[0] if "/" in model else None
+    if provider is None and model != "local":
+        from mghkit.llm.client import litellm_module
+
+        try:
+            provider = litellm_module().get_llm_provider(model)[1]
+        except Exception:
+            provider = None
+    if provider not in PROVIDER_LIMITS:
+        names = ", ".join(sorted(PROVIDER_LIMITS))
+        raise UsageError(f"--batch: {model} has no batch API; batch mode needs one of {names} (or drop --batch)")
+    return provider
+
+
+def check_batch_size(batch_size: int | None, limits: Limits) -> int:
+    """Requests per batch file: ``batch_size`` when within the provider's limit, else UsageError."""
+    if batch_size is None:
+        return limits.requests
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if batch_size > limits.requests:
+        raise UsageError(f"--batch-size {batch_size:,} is over the provider's limit of {limits.requests:,} "
+                         "requests per batch file")  # fmt: skip
+    return batch_size
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One request of a batch file: its custom_id and its JSONL line (bytes, newline included)."""
+
+    custom_id: str
+    line: bytes
+
+    @classmethod
+    def of(cls, custom_id: str, body: dict[str, Any]) -> BatchLine:
+        line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+        return cls(custom_id, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+
+
+def split_requests(lines: Sequence[BatchLine], limits: Limits) -> list[list[str]]:
+    """Request files within the limits (count and bytes), as lists of custom_ids. A single line over
+    the byte limit is a UsageError (exit 2) - before anything is submitted."""
+    files: list[list[str]] = []
+    size = 0
+    for bl in lines:
+        if len(bl.line) > limits.bytes:
+            raise UsageError(f"--batch: one request is {len(bl.line):,} bytes, over the provider's batch file limit "
+                             f"of {limits.bytes:,} bytes; use online mode (drop --batch)")  # fmt: skip
+        if not files or len(files[-1]) >= limits.requests or size + len(bl.line) > limits.bytes:
+            files.append([])
+            size = 0
+        files[-1].append(bl.custom_id)
+        size += len(bl.line)
+    return files
+
+
+def batch_prices(client: Any) -> tuple[float | None, float | None, float | None]:
+    """USD per token at the batch price: (input, output, cached input). From LiteLLM's table
+    (``input_cost_per_token_batches``...); where it has none, half the list price (what OpenAI,
+    Anthropic, Gemini and Mistral charge). Cached input: the cache-read price, halved too (the two
+    discounts stack at Anthropic; an assumption elsewhere).
+
+    >>> from types import SimpleNamespace
+    >>> batch_prices(SimpleNamespace(model="openai/unknown-x", price_in=2e-6, price_out=8e-6, price_cached=None))
+    (1e-06, 4e-06, 1e-06)
+    """
+    from mghkit.llm.client import model_price
+
+    def half(p: float | None) -> float | None:
+        return None if p is None else p / 2
+
+    m = client.model
+    p_in = model_price(m, "input_cost_per_token_batches") or half(client.price_in)
+    p_out = model_price(m, "output_cost_per_token_batches") or half(client.price_out)
+    cached = getattr(client, "price_cached", None)
+    return p_in, p_out, half(cached) if cached is not None else p_in
+
+
+# ----------------------------------------------------------------------------- the ledger
+class Ledger:
+    """The durable record of submissions (sqlite, WAL, synchronous FULL): each submission's id,
+    batch id and files, and each request's state (pending / answered / missing / failed)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / LEDGER_FILE
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS submissions (sub TEXT PRIMARY KEY, model TEXT, api_base TEXT,
+                state TEXT, batch_id TEXT, status TEXT, n INTEGER, done INTEGER DEFAULT 0,
+                failed INTEGER DEFAULT 0, created REAL, updated REAL);
+            CREATE TABLE IF NOT EXISTS requests (custom_id TEXT PRIMARY KEY, sub TEXT, state TEXT,
+                attempts INTEGER DEFAULT 0, error TEXT, line BLOB);
+        """)
+
+    def tx(self) -> Any:
+        return self.db  # sqlite3's context manager: one transaction
+
+    def request_states(self, ids: Sequence[str]) -> dict[str, tuple[str, int, str | None, str | None]]:
+        """custom_id -> (state, attempts, sub, error) for the ids the ledger knows."""
+        out = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            q = f"SELECT custom_id, state, attempts, sub, error FROM requests WHERE custom_id IN ({','.join('?' * len(part))})"
+            for cid, state, attempts, sub, error in self.db.execute(q, part):
+                out[cid] = (state, attempts, sub, error)
+        return out
+
+    def plan(self, sub: str, model: str, api_base: str | None, lines: Sequence[BatchLine]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT INTO submissions (sub, model, api_base, state, n, created, updated) "
+                            "VALUES (?, ?, ?, 'planned', ?, ?, ?)", (sub, model, api_base, len(lines), now, now))  # fmt: skip
+            self.db.executemany(
+                "INSERT INTO requests (custom_id, sub, state, attempts, line) VALUES (?, ?, 'pending', 1, ?) "
+                "ON CONFLICT(custom_id) DO UPDATE SET sub=excluded.sub, state='pending', attempts=attempts+1, line=excluded.line",
+                [(bl.custom_id, sub, bl.line) for bl in lines],
+            )
+
+    def set_submission(self, sub: str, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self.db:
+            self.db.execute(f"UPDATE submissions SET {cols} WHERE sub=?", (*fields.values(), sub))
+
+    def submissions(self, where: str = "1", args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.db.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY created", args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def lines_of(self, sub: str) -> list[BatchLine]:
+        rows = self.db.execute("SELECT custom_id, line FROM requests WHERE sub=? ORDER BY rowid", (sub,))
+        return [BatchLine(cid, bytes(line)) for cid, line in rows]
+
+    def settle(self, sub: str, answered: Sequence[str], errors: dict[str, str], status: str) -> None:
+        """After a batch ended and its answers are in the response cache: answered lines, failed
+        lines (missing again, or failed for good after MAX_ATTEMPTS), the rest missing."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("UPDATE requests SET state='answered', error=NULL WHERE custom_id=?",
+                                [(c,) for c in answered])  # fmt: skip
+            self.db.executemany(
+                "UPDATE requests SET state=CASE WHEN attempts>=? THEN 'failed' ELSE 'missing' END, error=? "
+                "WHERE custom_id=? AND sub=?",
+                [(MAX_ATTEMPTS, e, c, sub) for c, e in errors.items()],
+            )
+            # not answered (an expired or cancelled batch): no fault of the request, no attempt spent
+            self.db.execute("UPDATE requests SET state='missing', attempts=attempts-1 WHERE sub=? AND state='pending'",
+                            (sub,))  # fmt: skip
+            self.db.execute("UPDATE submissions SET state='settled', status=?, done=?, failed=?, updated=? WHERE sub=?",
+                            (status, len(answered), len(errors), time.time(), sub))  # fmt: skip
+
+    def retry_failed(self, model: str) -> None:
+        """Give the requests of ``model`` that failed for good a fresh set of attempts (a rerun)."""
+        with self.db:
+            self.db.execute("UPDATE requests SET state='missing', attempts=0 WHERE state='failed' AND sub IN "
+                            "(SELECT sub FROM submissions WHERE model=?)", (model,))  # fmt: skip
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# ----------------------------------------------------------------------------- the runner
+@dataclass
+class BatchProgress:
+    """What the runner reports while it waits: batches by status, requests answered of total."""
+
+    queued: int = 0
+    in_progress: int = 0
+    done: int = 0
+    answered: int = 0
+    total: int = 0
+
+
+class BatchRunner:
+    """Gets answers for requests through the provider's batch API into ``client``'s response cache.
+    ``client``: a :class:`~mghkit.llm.client.LiteLLMClient` with a cache."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        batch_size: int | None = None,
+        poll_interval: float = 30.0,
+        on_progress: Callable[[BatchProgress], None] = lambda p: None,
+    ) -> None:
+        if client.cache is None:
+            raise UsageError("--batch needs the response cache (it is where batch answers land)")
+        self.client = client
+        self.provider = batch_provider(client.model)
+        self.limits = PROVIDER_LIMITS[self.provider]
+        self.batch_size = check_batch_size(batch_size, self.limits)
+        self.poll_interval = poll_interval
+        self.on_progress = on_progress
+        self.ledger = Ledger(client.cache.path.parent)
+        self.price_in, self.price_out, self.price_cached = batch_prices(client)
+
+    # -- prices and the plan
+    def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
+        if not self.client.price_known:
+            return 0.0
+        return (prompt - cached) * (self.price_in or 0) + cached * (self.price_cached or 0) + completion * (self.price_out or 0)
+
+    def plan(self, lines: Sequence[BatchLine]) -> list[list[str]]:
+        return split_requests(lines, Limits(self.batch_size, self.limits.bytes))
+
+    def failures(self, ids: Sequence[str]) -> dict[str, str]:
+        """custom_id -> error, for requests that failed for good."""
+        return {c: e or "failed" for c, (s, _, _, e) in self.ledger.request_states(ids).items() if s == "failed"}
+
+    # -- the API calls, retried like online requests
+    async def _api(self, name: str, **kw: Any) -> Any:
+        from mghkit.llm.client import _classify, _first_line, _scrub, litellm_module
+
+        cfg = self.client.config
+        kw.update(custom_llm_provider=self.provider, timeout=cfg.request_timeout)
+        if cfg.api_base:
+            kw["api_base"] = cfg.api_base
+        if self.client._key:
+            kw["api_key"] = self.client._key
+        attempt = 0
+        while True:
+            try:
+                return await getattr(litellm_module(), name)(**kw)
+            except Exception as e:
+                kind, status = _classify(e)
+                if kind == "retry" and attempt < cfg.max_retries:
+                    await asyncio.sleep(backoff_delay(attempt, base=cfg.backoff_base, cap=cfg.backoff_max, jitter=0.75))
+                    attempt += 1
+                    self.client.stats.retries += 1
+                    continue
+                if kind == "unknown":
+                    raise
+                raise LLMError(f"batch API ({name}): " + _scrub(_first_line(str(e)), self.client._key),
+                               status=status, kind="fatal" if kind != "request" else "request") from None  # fmt: skip
+
+    # -- submitting
+    async def submit(self, lines: Sequence[BatchLine]) -> None:
+        """Record, upload and create batches for these requests (already planned ones are adopted)."""
+        by_id = {bl.custom_id: bl for bl in lines}
+        for ids in self.plan(lines):
+            sub = stable_id(self.client.model, *ids, str(time.time()), prefix="sub-")
+            self.ledger.plan(sub, self.client.model, self.client.config.api_base, [by_id[c] for c in ids])
+        await self.resume_planned()
+
+    async def resume_planned(self) -> None:
+        """Create the batch of every planned submission of this model - unless the provider already
+        has it (a kill after creating it, before its id was recorded)."""
+        planned = self.ledger.submissions("state='planned' AND model=?", (self.client.model,))
+        if not planned:
+            return
+        known = await self._tagged_batches() if any(True for _ in planned) else {}
+        for s in planned:
+            batch_id = known.get(s["sub"])
+            if batch_id is None:
+                data = b"".join(bl.line for bl in self.ledger.lines_of(s["sub"]))
+                f = await self._api("acreate_file", file=(f"mghkit-{s['sub']}.jsonl", data), purpose="batch")
+                b = await self._api("acreate_batch", completion_window="24h", endpoint=ENDPOINT, input_file_id=f.id,
+                                    metadata={"mghkit_submission": s["sub"]})  # fmt: skip
+                batch_id = b.id
+            else:
+                log.info("batch: %s was already submitted as %s: not submitted again", s["sub"], batch_id)
+            self.ledger.set_submission(s["sub"], state="submitted", batch_id=batch_id, status="validating")
+
+    async def _tagged_batches(self) -> dict[str, str]:
+        """submission id -> batch id, for the provider's batches that carry our tag."""
+        found: dict[str, str] = {}
+        after = None
+        for _ in range(20):  # the newest 2,000 batches are plenty: a planned one is minutes old
+            page = await self._api("alist_batches", limit=100, **({"after": after} if after else {}))
+            data = list(getattr(page, "data", None) or [])
+            for b in data:
+                sub = (getattr(b, "metadata", None) or {}).get("mghkit_submission")
+                if sub:
+                    found.setdefault(sub, b.id)
+            if not data or not getattr(page, "has_more", False):
+                break
+            after = data[-1].id
+        return found
+
+    # -- waiting and collecting
+    async def wait(self, ids: Sequence[str]) -> None:
+        """Poll the submissions holding these requests until each has ended; collect their answers."""
+        wanted = set(ids)
+        while True:
+            states = self.ledger.request_states(list(wanted))
+            subs = {sub for (state, _, sub, _) in states.values() if state == "pending" and sub}
+            live = [s for s in self.ledger.submissions("state='submitted'") if s["sub"] in subs]
+            progress = BatchProgress(total=len(wanted))
+            progress.answered = sum(1 for s in states.values() if s[0] in ("answered", "failed"))
+            if not live:
+                self.on_progress(progress)
+                return
+            for s in live:
+                b = await self._api("aretrieve_batch", batch_id=s["batch_id"])
+                if b.status in LIVE:
+                    self.ledger.set_submission(s["sub"], status=b.status)
+                    progress.in_progress += b.status != "validating"
+                    progress.queued += b.status == "validating"
+                else:
+                    answered = await self._collect(s["sub"], b)
+                    progress.done += 1
+                    progress.answered += answered
+            self.on_progress(progress)
+            if any(s for s in self.ledger.submissions("state='submitted'") if s["sub"] in subs):
+                await asyncio.sleep(self.poll_interval)
+
+    async def _collect(self, sub: str, batch: Any) -> int:
+        answers: list[tuple[str, Completion]] = []
+        errors: dict[str, str] = {}
+        mine = {bl.custom_id for bl in self.ledger.lines_of(sub)}
+        if batch.output_file_id:
+            for rec in await self._lines(batch.output_file_id):
+                cid, resp = rec.get("custom_id"), rec.get("response") or {}
+                if cid not in mine:
+                    continue
+                if resp.get("status_code") == 200 and isinstance(resp.get("body"), dict):
+                    c = self._completion(resp["body"])
+                    if c is not None:
+                        answers.append((cid, c))
+                        continue
+                errors[cid] = _line_error(rec)
+        self.client.cache.put_many(answers)  # first the answers, then the ledger
+        answered = [cid for cid, _ in answers]
+        if batch.error_file_id:
+            for rec in await self._lines(batch.error_file_id):
+                if rec.get("custom_id") in mine:
+                    errors[rec["custom_id"]] = _line_error(rec)
+        if batch.status != "completed":
+            log.warning("batch %s ended %s: %d answered; the rest is resubmitted", batch.id, batch.status, len(answered))
+        self.ledger.settle(sub, answered, errors, batch.status)
+        return len(answered)
+
+    async def _lines(self, file_id: str) -> list[dict[str, Any]]:
+        content = await self._api("afile_content", file_id=file_id)
+        out = []
+        for raw in content.content.splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                continue
+        return out
+
+    def _completion(self, body: dict[str, Any]) -> Completion | None:
+        choices = body.get("choices") or []
+        if not choices:
+            return None
+        u = body.get("usage") or {}
+        cached = int(((u.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0)
+        usage = {"prompt_tokens": int(u.get("prompt_tokens") or 0), "completion_tokens": int(u.get("completion_tokens") or 0)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if cached:
+            usage["cached_tokens"] = cached
+        cost = self.cost(usage["prompt_tokens"], usage["completion_tokens"], cached)
+        st = self.client.stats
+        st.requests += 1
+        st.prompt_tokens += usage["prompt_tokens"]
+        st.completion_tokens += usage["completion_tokens"]
+        st.cached_tokens += cached
+        st.cost_usd += cost
+        msg = choices[0].get("message") or {}
+        return Completion(msg.get("content") or "", usage, cost, False, choices[0].get("finish_reason"))
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _line_error(rec: dict[str, Any]) -> str:
+    err = rec.get("error") or ((rec.get("response") or {}).get("body") or {}).get("error") or {}
+    status = (rec.get("response") or {}).get("status_code")
+    message = err.get("message") if isinstance(err, dict) else str(err)
+    return f"batch line failed (HTTP {status}): {message or 'no answer'}"
+
+
+def batch_status(cache: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every submission the ledger of this cache dir knows (oldest first), with its requests'
+    states - what ``--batch-status`` shows. Nothing is sent."""
+    from mghkit.paths import cache_dir
+
+    root = cache_dir(cache, create=False)
+    if not (root / LEDGER_FILE).is_file():
+        return []
+    ledger = Ledger(root)
+    try:
+        subs = ledger.submissions()
+        for s in subs:
+            rows = ledger.db.execute("SELECT state, COUNT(*) FROM requests WHERE sub=? GROUP BY state", (s["sub"],))
+            s["requests"] = dict(rows.fetchall())
+        return subs
+    finally:
+        ledger.close()
