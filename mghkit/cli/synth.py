@@ -92,6 +92,25 @@ CacheDir = Annotated[
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Estimate tokens and cost; send no request.")]
 Concurrency = Annotated[int, typer.Option(help="Requests in flight at once.")]
+Batch = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send the requests through the provider's batch API (about half the price, answers within 24 h): "
+        "request files are uploaded, polled and downloaded; a rerun after any interruption picks up the same "
+        "batches (nothing is submitted twice). See docs/synthesis.md.",
+    ),
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(help="Most requests in one batch file [default: the provider's limit, 50,000 for OpenAI].",
+                 show_default=False),
+]  # fmt: skip
+PollInterval = Annotated[float, typer.Option(help="Seconds between two polls of a batch's status (--batch).")]
+BatchStatus = Annotated[
+    bool,
+    typer.Option("--batch-status", help="Show the batch jobs recorded in the cache dir and exit (sends nothing)."),
+]
 
 
 def _extra_body(text: str | None) -> dict[str, Any] | None:
@@ -192,6 +211,10 @@ def generate(
     extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
+    batch: Batch = False,
+    batch_size: BatchSize = None,
+    poll_interval: PollInterval = 30.0,
+    batch_status: BatchStatus = False,
     quiet: Quiet = False,
 ) -> None:
     """Stage 2: for each task, a query, a positive and four graded hard negatives.
@@ -203,6 +226,10 @@ def generate(
     from mghkit.synth.generate import generate as run
     from mghkit.synth.generate import load_tasks
 
+    if batch_status:
+        _show_batches(cache_dir)
+        return
+
     check_distinct_outputs(tasks, out=out, rejects=rejects)
     task_list = load_tasks(tasks)  # a bad file stops here (exit 2): nothing sent, LiteLLM not even imported
     cache_root(cache_dir, create=False)  # so does a --cache-dir that is a file
@@ -212,13 +239,17 @@ def generate(
                  rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base,
                  api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature,
                  extra_body=body, max_retries=max_retries, cache_dir=cache_dir,
-                 progress=not quiet, collect=False, check=False)  # fmt: skip
+                 progress=not quiet, collect=False, check=False, batch=batch, batch_size=batch_size,
+                 poll_interval=poll_interval)  # fmt: skip
     stats = result.stats
     say = (lambda line: None) if quiet else _say
     if stats.estimate is not None:
         head = (f"dry run: {stats.estimate.requests:,} requests ({stats.planned:,} planned, "
                 f"{stats.resumed:,} already done)")  # fmt: skip
-        _say(_estimate_line(head, stats.estimate, cost_digits=2, per_million=True))
+        e = stats.estimate
+        if e.batch_files is not None:
+            head += f"; batch plan: {e.batch_files:,} request file{'s' * (e.batch_files != 1)} ({e.batch_bytes / 1e6:,.1f} MB), priced at the batch price"
+        _say(_estimate_line(head, e, cost_digits=2, per_million=True))
         return
     parts = [f"generate: {stats.written:,} new triplets" + (f" -> {out}" if out != "-" else "")]
     if stats.resumed:
@@ -232,16 +263,34 @@ def generate(
     if stats.undone:
         parts.append(f"{stats.undone:,} not done (rerun to finish)")
     say("; ".join(parts))
-    say(_usage_line(stats.usage))
+    say(_usage_line(stats.usage, stats.written))
     result.check()
 
 
-def _usage_line(usage: Usage) -> str:
-    """One line of totals: requests, cache hits, retries, tokens, cost."""
+def _usage_line(usage: Usage, kept: int | None = None) -> str:
+    """One line of totals: requests, cache hits, retries, tokens (cached input among them), cost,
+    and with ``kept`` triplets the cost per 1,000 of them."""
     s = usage.client
     cost = f"cost ${s.cost_usd:.4f} this run" if usage.price_known else f"cost $0 (price unknown for {usage.model})"
+    if kept and usage.price_known:
+        cost += f" (${s.cost_usd / kept * 1000:.2f} per 1,000 kept triplets)"
+    cached = f" ({s.cached_tokens:,} prompt tokens from the provider's prompt cache)" if s.cached_tokens else ""
     return (f"requests {s.requests:,} sent, {s.cache_hits:,} from cache, {s.retries:,} retries; "
-            f"tokens {s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion; {cost}")  # fmt: skip
+            f"tokens {s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion{cached}; {cost}")  # fmt: skip
+
+
+def _show_batches(cache_dir: str | None) -> None:
+    """--batch-status: one line per recorded batch submission, on stdout."""
+    from mghkit.llm.batch import batch_status
+
+    subs = batch_status(cache_dir)
+    if not subs:
+        _say("no batch jobs recorded in this cache dir")
+        return
+    for s in subs:
+        reqs = ", ".join(f"{k} {v:,}" for k, v in sorted(s["requests"].items()))
+        print(f"{s['sub']}  {s['batch_id'] or '(not created yet)'}  {s['model']}  {s['status'] or s['state']}  "
+              f"{s['n']:,} requests ({reqs})", flush=True)  # fmt: skip
 
 
 def _estimate_line(head: str, e: Estimate, *, cost_digits: int, per_million: bool = False) -> str:
