@@ -207,3 +207,46 @@ def test_subprocess_stdout_output_stays_valid_jsonl_when_strict_stops(tmp_path):
     r = run_cli("validate", "-", "--out", "-", "--strict", stdin=data)
     assert r.returncode == 2 and "<stdin>:4: not valid JSON" in one_line(r.stderr)
     assert [json.loads(x)["query"] for x in r.stdout.splitlines()] == queries
+
+
+# ----------------------------------------------------------------------------- generate --batch, --deployments
+def _deployments(tmp_path: Path, params: dict, top: dict | None = None) -> Path:
+    p = tmp_path / "deployments.json"
+    p.write_text(json.dumps({"model_list": [{"model_name": "big", "litellm_params": params}], **(top or {})}))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "ollama/llama3", "--batch"], "--batch: ollama/llama3 has no batch API"),
+        (["--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--batch", "--batch-size", "50001"], "over the provider's limit of 50,000 requests"),
+        (["--model", "big", "--deployments", "DEP:unknown-param"], "litellm_params.region: unknown key"),
+        (["--model", "big", "--deployments", "DEP:unknown-top"], "deployments.json: retries: unknown key"),
+        (["--model", "big", "--deployments", "DEP:literal-key"], "a key is never written in the file"),
+        (["--model", "big", "--deployments", "DEP:no-batch", "--batch"], "--batch: ollama/x has no batch API"),
+    ],
+    ids=["model-without-batch", "batch-size-over-limit", "deployments-unknown-key", "deployments-unknown-top",
+         "deployments-literal-key", "deployment-without-batch"],
+)  # fmt: skip
+def test_generate_batch_and_deployments_bad_input(tmp_path, capfd, extra, needle):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"kind": "sts", "task": "Find facts."}\n')
+    out = prior_output(tmp_path)
+    kinds = {
+        "unknown-param": ({"model": "openai/x", "region": "eu"}, None),
+        "unknown-top": ({"model": "openai/x"}, {"retries": 3}),
+        "literal-key": ({"model": "openai/x", "api_key": "sk-written-in-the-file"}, None),
+        "no-batch": ({"model": "ollama/x"}, None),
+    }
+    args = []
+    for a in extra:
+        if a.startswith("DEP:"):
+            params, top = kinds[a[4:]]
+            a = str(_deployments(tmp_path, params, top))
+        args.append(a)
+    code = run_main("generate", str(tasks), "--out", str(out), "--cache-dir", str(tmp_path / "c"), *args)
+    assert code == 2
+    assert needle in one_line(capfd.readouterr().err)
+    assert out.read_text() == '{"earlier": "output"}\n'
+    assert not (tmp_path / "c" / "batches.sqlite3").exists()  # nothing was submitted, nor recorded

@@ -107,6 +107,14 @@ BatchSize = Annotated[
                  show_default=False),
 ]  # fmt: skip
 PollInterval = Annotated[float, typer.Option(help="Seconds between two polls of a batch's status (--batch).")]
+Deployments = Annotated[
+    str | None,
+    typer.Option(
+        help="A LiteLLM Router model list (YAML or JSON): several deployments of --model (endpoints, keys by "
+        "environment variable name, rpm/tpm), load-balanced with cooldown and fallbacks, online and with --batch.",
+        show_default=False,
+    ),
+]
 BatchStatus = Annotated[
     bool,
     typer.Option("--batch-status", help="Show the batch jobs recorded in the cache dir and exit (sends nothing)."),
@@ -153,6 +161,10 @@ def brainstorm(
     extra_body: ExtraBody = None,
     max_retries: MaxRetries = 5,
     cache_dir: CacheDir = None,
+    batch: Batch = False,
+    batch_size: BatchSize = None,
+    poll_interval: PollInterval = 30.0,
+    deployments: Deployments = None,
     quiet: Quiet = False,
 ) -> None:
     """Stage 1: an LLM brainstorms retrieval tasks of five kinds (Task records)."""
@@ -166,7 +178,8 @@ def brainstorm(
     tasks = run(model, n_tasks=n_tasks, kinds=kinds, per_call=per_call, seed=seed, out=out, concurrency=concurrency,
                 rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run, api_base=api_base, api_key_env=api_key_env,
                 timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=body,
-                max_retries=max_retries, cache_dir=cache_dir, progress=not quiet, check=False)  # fmt: skip
+                max_retries=max_retries, cache_dir=cache_dir, progress=not quiet, check=False, batch=batch,
+                batch_size=batch_size, poll_interval=poll_interval, deployments=deployments)  # fmt: skip
     stats = tasks.stats
     say = (lambda line: None) if quiet else _say
     if stats.estimate is not None:
@@ -214,6 +227,7 @@ def generate(
     batch: Batch = False,
     batch_size: BatchSize = None,
     poll_interval: PollInterval = 30.0,
+    deployments: Deployments = None,
     batch_status: BatchStatus = False,
     quiet: Quiet = False,
 ) -> None:
@@ -240,7 +254,7 @@ def generate(
                  api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature,
                  extra_body=body, max_retries=max_retries, cache_dir=cache_dir,
                  progress=not quiet, collect=False, check=False, batch=batch, batch_size=batch_size,
-                 poll_interval=poll_interval)  # fmt: skip
+                 poll_interval=poll_interval, deployments=deployments)  # fmt: skip
     stats = result.stats
     say = (lambda line: None) if quiet else _say
     if stats.estimate is not None:

@@ -117,6 +117,7 @@ class ClientConfig:
     extra_body: dict[str, Any] | None = None  # sent as is in the request body (LiteLLM's extra_body)
     # resend a request that timed out? None: not to an api_base (the server is still computing it)
     resend_timeouts: bool | None = None
+    deployments: str | Path | None = None  # a LiteLLM Router model list (mghkit.llm.deployments)
 
     @property
     def request_timeout(self) -> float:
@@ -137,6 +138,8 @@ class ClientConfig:
         Traceback (most recent call last):
         mghkit.errors.UsageError: --rpm must be positive
         """
+        if self.deployments and (self.api_base or self.api_key_env):
+            raise UsageError("--deployments names the endpoints and keys: drop --api-base / --api-key-env")
         if self.max_retries < 0:
             raise UsageError("--max-retries must be 0 or more")
         if self.timeout is not None and self.timeout <= 0:

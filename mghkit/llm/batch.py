@@ -153,6 +153,43 @@ def batch_prices(client: Any) -> tuple[float | None, float | None, float | None]
     return p_in, p_out, half(cached) if cached is not None else p_in
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a batch goes: a provider endpoint with its key (held in memory only)."""
+
+    label: str
+    provider: str
+    body_model: str | None  # the model named in each line's body, when not the client's own
+    api_base: str | None
+    key: str | None = None
+
+    def __repr__(self) -> str:  # never the key
+        return f"Target({self.label})"
+
+
+def batch_targets(client: Any, *, keys: bool = True) -> list[Target]:
+    """The endpoints batches of ``client`` go to: its deployments (``--deployments``), each of
+    which must take batch jobs, or its one model; a one-line UsageError otherwise."""
+    deployments = getattr(client, "deployments", None)
+    if deployments is None:
+        provider = batch_provider(client.model)
+        return [Target(client.model, provider, None, client.config.api_base, getattr(client, "_key", None))]
+    out = []
+    for d in deployments.group(client.model):
+        provider = batch_provider(d.model)
+        body_model = d.model.split("/", 1)[1] if "/" in d.model else d.model
+        out.append(Target(d.label, provider, body_model, d.api_base, d.key() if keys else None))
+    return out
+
+
+def check_batch(client: Any, batch_size: int | None, *, keys: bool = True) -> list[Target]:
+    """Everything --batch needs, checked before anything is sent: the model (or each deployment)
+    takes batch jobs, --batch-size is within the providers' limits, the keys are set."""
+    targets = batch_targets(client, keys=keys)
+    check_batch_size(batch_size, Limits(min(PROVIDER_LIMITS[t.provider].requests for t in targets), 0))
+    return targets
+
+
 # ----------------------------------------------------------------------------- the ledger
 class Ledger:
     """The durable record of submissions (sqlite, WAL, synchronous FULL): each submission's id,
@@ -165,7 +202,7 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript("""
-            CREATE TABLE IF NOT EXISTS submissions (sub TEXT PRIMARY KEY, model TEXT, api_base TEXT,
+            CREATE TABLE IF NOT EXISTS submissions (sub TEXT PRIMARY KEY, model TEXT, api_base TEXT, target TEXT,
                 state TEXT, batch_id TEXT, status TEXT, n INTEGER, done INTEGER DEFAULT 0,
                 failed INTEGER DEFAULT 0, created REAL, updated REAL);
             CREATE TABLE IF NOT EXISTS requests (custom_id TEXT PRIMARY KEY, sub TEXT, state TEXT,
@@ -185,12 +222,13 @@ class Ledger:
                 out[cid] = (state, attempts, sub, error)
         return out
 
-    def plan(self, sub: str, model: str, api_base: str | None, lines: Sequence[BatchLine]) -> None:
+    def plan(self, sub: str, model: str, target: Target, lines: Sequence[BatchLine]) -> None:
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT INTO submissions (sub, model, api_base, state, n, created, updated) "
-                            "VALUES (?, ?, ?, 'planned', ?, ?, ?)", (sub, model, api_base, len(lines), now, now))  # fmt: skip
+            self.db.execute("INSERT INTO submissions (sub, model, api_base, target, state, n, created, updated) "
+                            "VALUES (?, ?, ?, ?, 'planned', ?, ?, ?)",
+                            (sub, model, target.api_base, target.label, len(lines), now, now))  # fmt: skip
             self.db.executemany(
                 "INSERT INTO requests (custom_id, sub, state, attempts, line) VALUES (?, ?, 'pending', 1, ?) "
                 "ON CONFLICT(custom_id) DO UPDATE SET sub=excluded.sub, state='pending', attempts=attempts+1, line=excluded.line",
@@ -267,8 +305,9 @@ class BatchRunner:
         if client.cache is None:
             raise UsageError("--batch needs the response cache (it is where batch answers land)")
         self.client = client
-        self.provider = batch_provider(client.model)
-        self.limits = PROVIDER_LIMITS[self.provider]
+        self.targets = batch_targets(client)
+        self.limits = Limits(min(PROVIDER_LIMITS[t.provider].requests for t in self.targets),
+                             min(PROVIDER_LIMITS[t.provider].bytes for t in self.targets))  # fmt: skip
         self.batch_size = check_batch_size(batch_size, self.limits)
         self.poll_interval = poll_interval
         self.on_progress = on_progress
@@ -279,7 +318,11 @@ class BatchRunner:
     def cost(self, prompt: int, completion: int, cached: int = 0) -> float:
         if not self.client.price_known:
             return 0.0
-        return (prompt - cached) * (self.price_in or 0) + cached * (self.price_cached or 0) + completion * (self.price_out or 0)
+        return (
+            (prompt - cached) * (self.price_in or 0)
+            + cached * (self.price_cached or 0)
+            + completion * (self.price_out or 0)
+        )
 
     def plan(self, lines: Sequence[BatchLine]) -> list[list[str]]:
         return split_requests(lines, Limits(self.batch_size, self.limits.bytes))
@@ -289,15 +332,20 @@ class BatchRunner:
         return {c: e or "failed" for c, (s, _, _, e) in self.ledger.request_states(ids).items() if s == "failed"}
 
     # -- the API calls, retried like online requests
-    async def _api(self, name: str, **kw: Any) -> Any:
+    def target(self, label: str | None) -> Target:
+        return next((t for t in self.targets if t.label == label), self.targets[0])
+
+    async def _api(self, name: str, target: Target, **kw: Any) -> Any:
         from mghkit.llm.client import _classify, _first_line, _scrub, litellm_module
 
         cfg = self.client.config
-        kw.update(custom_llm_provider=self.provider, timeout=cfg.request_timeout)
-        if cfg.api_base:
-            kw["api_base"] = cfg.api_base
-        if self.client._key:
-            kw["api_key"] = self.client._key
+        kw.update(custom_llm_provider=target.provider, timeout=cfg.request_timeout)
+        if target.api_base:
+            kw["api_base"] = target.api_base
+        if target.key:
+            kw["api_key"] = target.key
+        elif target.api_base:
+            kw["api_key"] = "no-key"
         attempt = 0
         while True:
             try:
@@ -311,16 +359,18 @@ class BatchRunner:
                     continue
                 if kind == "unknown":
                     raise
-                raise LLMError(f"batch API ({name}): " + _scrub(_first_line(str(e)), self.client._key),
+                raise LLMError(f"batch API ({name}, {target.label}): " + _scrub(_first_line(str(e)), target.key),
                                status=status, kind="fatal" if kind != "request" else "request") from None  # fmt: skip
 
     # -- submitting
     async def submit(self, lines: Sequence[BatchLine]) -> None:
         """Record, upload and create batches for these requests (already planned ones are adopted)."""
         by_id = {bl.custom_id: bl for bl in lines}
-        for ids in self.plan(lines):
+        start = len(self.ledger.submissions("model=?", (self.client.model,)))
+        for i, ids in enumerate(self.plan(lines)):  # the deployments take the files in turn
             sub = stable_id(self.client.model, *ids, str(time.time()), prefix="sub-")
-            self.ledger.plan(sub, self.client.model, self.client.config.api_base, [by_id[c] for c in ids])
+            target = self.targets[(start + i) % len(self.targets)]
+            self.ledger.plan(sub, self.client.model, target, [by_id[c] for c in ids])
         await self.resume_planned()
 
     async def resume_planned(self) -> None:
@@ -329,25 +379,29 @@ class BatchRunner:
         planned = self.ledger.submissions("state='planned' AND model=?", (self.client.model,))
         if not planned:
             return
-        known = await self._tagged_batches() if any(True for _ in planned) else {}
+        known: dict[str, dict[str, str]] = {}
         for s in planned:
-            batch_id = known.get(s["sub"])
+            t = self.target(s["target"])
+            if t.label not in known:
+                known[t.label] = await self._tagged_batches(t)
+            batch_id = known[t.label].get(s["sub"])
             if batch_id is None:
-                data = b"".join(bl.line for bl in self.ledger.lines_of(s["sub"]))
-                f = await self._api("acreate_file", file=(f"mghkit-{s['sub']}.jsonl", data), purpose="batch")
-                b = await self._api("acreate_batch", completion_window="24h", endpoint=ENDPOINT, input_file_id=f.id,
-                                    metadata={"mghkit_submission": s["sub"]})  # fmt: skip
+                lines = self.ledger.lines_of(s["sub"])
+                data = b"".join(bl.line if t.body_model is None else _with_model(bl.line, t.body_model) for bl in lines)
+                f = await self._api("acreate_file", t, file=(f"mghkit-{s['sub']}.jsonl", data), purpose="batch")
+                b = await self._api("acreate_batch", t, completion_window="24h", endpoint=ENDPOINT,
+                                    input_file_id=f.id, metadata={"mghkit_submission": s["sub"]})  # fmt: skip
                 batch_id = b.id
             else:
                 log.info("batch: %s was already submitted as %s: not submitted again", s["sub"], batch_id)
             self.ledger.set_submission(s["sub"], state="submitted", batch_id=batch_id, status="validating")
 
-    async def _tagged_batches(self) -> dict[str, str]:
+    async def _tagged_batches(self, target: Target) -> dict[str, str]:
         """submission id -> batch id, for the provider's batches that carry our tag."""
         found: dict[str, str] = {}
         after = None
         for _ in range(20):  # the newest 2,000 batches are plenty: a planned one is minutes old
-            page = await self._api("alist_batches", limit=100, **({"after": after} if after else {}))
+            page = await self._api("alist_batches", target, limit=100, **({"after": after} if after else {}))
             data = list(getattr(page, "data", None) or [])
             for b in data:
                 sub = (getattr(b, "metadata", None) or {}).get("mghkit_submission")
@@ -372,25 +426,25 @@ class BatchRunner:
                 self.on_progress(progress)
                 return
             for s in live:
-                b = await self._api("aretrieve_batch", batch_id=s["batch_id"])
+                b = await self._api("aretrieve_batch", self.target(s["target"]), batch_id=s["batch_id"])
                 if b.status in LIVE:
                     self.ledger.set_submission(s["sub"], status=b.status)
                     progress.in_progress += b.status != "validating"
                     progress.queued += b.status == "validating"
                 else:
-                    answered = await self._collect(s["sub"], b)
+                    answered = await self._collect(s["sub"], b, self.target(s["target"]))
                     progress.done += 1
                     progress.answered += answered
             self.on_progress(progress)
             if any(s for s in self.ledger.submissions("state='submitted'") if s["sub"] in subs):
                 await asyncio.sleep(self.poll_interval)
 
-    async def _collect(self, sub: str, batch: Any) -> int:
+    async def _collect(self, sub: str, batch: Any, target: Target) -> int:
         answers: list[tuple[str, Completion]] = []
         errors: dict[str, str] = {}
         mine = {bl.custom_id for bl in self.ledger.lines_of(sub)}
         if batch.output_file_id:
-            for rec in await self._lines(batch.output_file_id):
+            for rec in await self._lines(batch.output_file_id, target):
                 cid, resp = rec.get("custom_id"), rec.get("response") or {}
                 if cid not in mine:
                     continue
@@ -403,16 +457,18 @@ class BatchRunner:
         self.client.cache.put_many(answers)  # first the answers, then the ledger
         answered = [cid for cid, _ in answers]
         if batch.error_file_id:
-            for rec in await self._lines(batch.error_file_id):
+            for rec in await self._lines(batch.error_file_id, target):
                 if rec.get("custom_id") in mine:
                     errors[rec["custom_id"]] = _line_error(rec)
         if batch.status != "completed":
-            log.warning("batch %s ended %s: %d answered; the rest is resubmitted", batch.id, batch.status, len(answered))
+            log.warning(
+                "batch %s ended %s: %d answered; the rest is resubmitted", batch.id, batch.status, len(answered)
+            )
         self.ledger.settle(sub, answered, errors, batch.status)
         return len(answered)
 
-    async def _lines(self, file_id: str) -> list[dict[str, Any]]:
-        content = await self._api("afile_content", file_id=file_id)
+    async def _lines(self, file_id: str, target: Target) -> list[dict[str, Any]]:
+        content = await self._api("afile_content", target, file_id=file_id)
         out = []
         for raw in content.content.splitlines():
             try:
@@ -427,7 +483,10 @@ class BatchRunner:
             return None
         u = body.get("usage") or {}
         cached = int(((u.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0)
-        usage = {"prompt_tokens": int(u.get("prompt_tokens") or 0), "completion_tokens": int(u.get("completion_tokens") or 0)}
+        usage = {
+            "prompt_tokens": int(u.get("prompt_tokens") or 0),
+            "completion_tokens": int(u.get("completion_tokens") or 0),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if cached:
             usage["cached_tokens"] = cached
@@ -443,6 +502,12 @@ class BatchRunner:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+def _with_model(line: bytes, model: str) -> bytes:
+    rec = json.loads(line)
+    rec["body"]["model"] = model
+    return (json.dumps(rec, separators=(",", ":")) + "\n").encode()
 
 
 def _line_error(rec: dict[str, Any]) -> str:

@@ -212,16 +212,28 @@ class LiteLLMClient:
             self.price_in: float | None = None
             self.price_out: float | None = None
             self.price_cached: float | None = None
+            self.deployments = None
             self._supported: set[str] | None = None
         else:
             self._litellm_model = self._cache_model = config.model
-            self.price_in, self.price_out = _prices(config.model)
-            self.price_cached = model_price(config.model, "cache_read_input_token_cost")
-            self._supported = _supported_params(config.model)
+            priced = config.model
+            self.deployments = None
+            if config.deployments:  # prices and parameters: those of the group's first deployment
+                from mghkit.llm.deployments import load_deployments
+
+                self.deployments = load_deployments(config.deployments)
+                priced = self.deployments.group(config.model)[0].model
+            self.price_in, self.price_out = _prices(priced)
+            self.price_cached = model_price(priced, "cache_read_input_token_cost")
+            self._supported = _supported_params(priced)
             if config.extra_body:  # it changes the answers: part of every cache key
                 self._cache_model += "\x1f" + json.dumps(config.extra_body, sort_keys=True, separators=(",", ":"))
         # with an api_base or a self-hosted provider: the JSON schema is sent (see format_fallbacks)
         self.structured_output = self._local or bool(config.api_base) or config.model.startswith(SELF_HOSTED_PREFIXES)
+        if self.deployments is not None:
+            group = self.deployments.group(config.model)
+            self.structured_output = all(d.api_base or d.model.startswith(SELF_HOSTED_PREFIXES) for d in group)
+        self._router: Any = None
         self._resend_timeouts = config.resend_timeouts if config.resend_timeouts is not None else not config.api_base
         self._format_step = 0  # how far down format_fallbacks this server made us go (kept for the run)
         self.price_known = self.price_in is not None
@@ -434,6 +446,12 @@ class LiteLLMClient:
                                                  "completion_tokens": out.completion_tokens}  # fmt: skip
         cfg = self.config
         timeout = cfg.request_timeout
+        if self.deployments is not None:  # the Router picks a deployment (load balancing, cooldown, fallbacks)
+            if self._router is None:
+                self._router = self.deployments.router()
+            call = self._router.acompletion
+        else:
+            call = litellm_module().acompletion
         kwargs: dict[str, Any] = {
             "model": self._litellm_model,
             "messages": messages,
@@ -451,7 +469,7 @@ class LiteLLMClient:
         if cfg.extra_body:
             kwargs["extra_body"] = cfg.extra_body
         # a hard deadline too: a server trickling bytes can outlast the SDK's per-read timeout
-        resp = await asyncio.wait_for(litellm_module().acompletion(**kwargs), timeout + 5)
+        resp = await asyncio.wait_for(call(**kwargs), timeout + 5)
         if not getattr(resp, "choices", None):
             raise EmptyResponse("the server answered without any choice")
         choice = resp.choices[0]
@@ -529,7 +547,18 @@ def open_client(config: ClientConfig, *, need_key: bool = True) -> LiteLLMClient
     call), then build the client."""
     config.check()
     cache_dir(config.cache_dir, create=False)  # a --cache-dir that is a file: exit 2, also in a dry run
-    key = resolve_api_key(config.model, config.api_base, config.api_key_env) if need_key else None
+    if config.deployments:  # keys come from the variables the file names: all checked now
+        from mghkit.llm.deployments import load_deployments
+
+        deployments = load_deployments(config.deployments)
+        group = deployments.group(config.model)
+        if need_key:
+            for d in deployments.entries:
+                d.key()
+        key = None
+        _ = group
+    else:
+        key = resolve_api_key(config.model, config.api_base, config.api_key_env) if need_key else None
     if config.model == LOCAL:
         from mghkit.llm.local import check_available
 

@@ -98,20 +98,83 @@ async def run_batch_jobs(
             record(ok, result)
         if not lines:
             return
-        ids = list(lines)
-        states = runner.ledger.request_states(ids)
-        fresh = [bl for cid, bl in lines.items() if states.get(cid, ("new",))[0] not in ("pending", "failed")]
-        check_budget(client, runner, fresh, params.max_tokens)
-        await runner.resume_planned()  # a submission a killed run recorded but did not create
-        if fresh:
-            await runner.submit(fresh)
-        await runner.wait(ids)
-        failures.update(runner.failures(ids))  # failed for good: the next round counts their jobs as failed
+        # failed for good: the next round counts their jobs as failed
+        failures.update(await batch_round(client, runner, lines, params.max_tokens))
         todo = waiting
     for _job, _ in todo:
         stats.failed += 1
         stats.last_failure = "no answer after several batch submissions"
         on_done()
+
+
+async def batch_round(client: Any, runner: BatchRunner, lines: dict[str, BatchLine], max_tokens: int) -> dict[str, str]:
+    """Get these requests answered into the cache: those a live batch already holds (an earlier,
+    interrupted run's) are waited for, the others submitted. Returns those that failed for good."""
+    ids = list(lines)
+    states = runner.ledger.request_states(ids)
+    fresh = [bl for cid, bl in lines.items() if states.get(cid, ("new",))[0] not in ("pending", "failed")]
+    check_budget(client, runner, fresh, max_tokens)
+    await runner.resume_planned()  # a submission a killed run recorded but did not create
+    if fresh:
+        await runner.submit(fresh)
+    await runner.wait(ids)
+    return runner.failures(ids)
+
+
+class BatchingClient:
+    """A client whose ``complete`` is answered through batch jobs: the requests made together
+    (within ``debounce`` seconds of each other) go out as one batch round - what brainstorm's
+    rounds of calls need. Cached answers come back at once (and count as cache hits)."""
+
+    def __init__(self, client: Any, runner: BatchRunner, *, max_tokens: int, debounce: float = 0.05) -> None:
+        self.client, self.runner, self.max_tokens, self.debounce = client, runner, max_tokens, debounce
+        self.model, self.stats, self.price_known = client.model, client.stats, client.price_known
+        self.structured_output = getattr(client, "structured_output", False)
+        self.failures: dict[str, str] = {}
+        self._waiting: dict[str, tuple[BatchLine, list[Any]]] = {}
+        self._flusher: Any = None
+        runner.ledger.retry_failed(client.model)
+
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return self.client.estimate_cost(prompt_tokens, completion_tokens)
+
+    async def complete(self, messages: Messages, **kw: Any) -> Completion:
+        import asyncio
+
+        key, body = self.client.batch_request(messages, **kw)
+        for _ in range(3 * MAX_ATTEMPTS):
+            if key in self.failures:
+                raise LLMError(self.failures[key], kind="request")
+            hit = self.client.cache.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return hit
+            future = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(key, (BatchLine.of(key, body), []))[1].append(future)
+            if self._flusher is None:
+                self._flusher = asyncio.ensure_future(self._flush())
+            await future
+        raise LLMError("no answer after several batch submissions", kind="request")
+
+    async def _flush(self) -> None:
+        import asyncio
+
+        n = -1
+        while n != len(self._waiting):  # until no new request came in for `debounce` seconds
+            n = len(self._waiting)
+            await asyncio.sleep(self.debounce)
+        waiting, self._waiting, self._flusher = self._waiting, {}, None
+        try:
+            self.failures.update(await batch_round(self.client, self.runner, {k: v[0] for k, v in waiting.items()},
+                                                   self.max_tokens))  # fmt: skip
+        except BaseException as e:
+            for _, futures in waiting.values():
+                for f in futures:
+                    f.set_exception(e)
+            return
+        for _, futures in waiting.values():
+            for f in futures:
+                f.set_result(None)
 
 
 def check_budget(client: Any, runner: BatchRunner, lines: Sequence[BatchLine], max_tokens: int) -> None:
@@ -125,11 +188,15 @@ def check_budget(client: Any, runner: BatchRunner, lines: Sequence[BatchLine], m
                              f"${worst:.4f} (${client.stats.cost_usd:.4f} already spent); nothing was submitted")  # fmt: skip
 
 
-def batch_plan(client: Any, requests: Sequence[tuple[Messages, dict[str, Any]]], batch_size: int | None) -> tuple[int, int, tuple[float | None, float | None]]:
+def batch_plan(
+    client: Any, requests: Sequence[tuple[Messages, dict[str, Any]]], batch_size: int | None
+) -> tuple[int, int, tuple[float | None, float | None]]:
     """A dry run's batch plan: (files, bytes, (price in, price out) per token at the batch price)."""
-    from mghkit.llm.batch import PROVIDER_LIMITS, Limits, batch_prices, batch_provider, check_batch_size, split_requests
+    from mghkit.llm.batch import PROVIDER_LIMITS, Limits, batch_prices, batch_targets, check_batch_size, split_requests
 
-    limits = PROVIDER_LIMITS[batch_provider(client.model)]
+    targets = batch_targets(client, keys=False)
+    limits = Limits(min(PROVIDER_LIMITS[t.provider].requests for t in targets),
+                    min(PROVIDER_LIMITS[t.provider].bytes for t in targets))  # fmt: skip
     size = check_batch_size(batch_size, limits)
     lines = [BatchLine.of(*client.batch_request(m, **kw)) for m, kw in requests]
     files = split_requests(lines, Limits(size, limits.bytes))

@@ -27,10 +27,12 @@ from mghkit.aio import run_sync
 from mghkit.errors import MghkitError, RuntimeFailure, UsageError
 from mghkit.jsonl import JsonlWriter
 from mghkit.llm.base import LOCAL, Completion, LLMClient, check_sampling
+from mghkit.llm.batch import BatchRunner, batch_prices, check_batch
 from mghkit.llm.client import as_client
 from mghkit.prompts import load_template
 from mghkit.schema import KINDS, Task
 from mghkit.synth.attributes import draw, request_seed
+from mghkit.synth.batchrun import BatchingClient, check_batch_client
 from mghkit.synth.report import Estimate, RunProgress, Usage, count_tokens, estimate, warn_if_unpriced
 from mghkit.synth.tasks import (
     LOCAL_MAX_TOKENS,
@@ -211,6 +213,10 @@ async def abrainstorm(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     check: bool = True,
+    batch: bool = False,
+    batch_size: int | None = None,
+    poll_interval: float = 30.0,
+    deployments: str | Path | None = None,
 ) -> Brainstormed:
     """The async form of :func:`brainstorm` (same arguments, same result)."""
     kind_list = parse_kinds(kinds)
@@ -224,13 +230,25 @@ async def abrainstorm(
     # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
-                              extra_body=extra_body,
+                              extra_body=extra_body, deployments=deployments,
                               cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
     result = Brainstormed()
+    runner = None
     try:
+        if batch:
+            check_batch_client(client)
+            check_batch(client, batch_size, keys=not dry_run)  # a model without a batch API: exit 2, nothing sent
         if dry_run:
             result.stats.estimate = _estimate(client, kind_list, n_tasks, per_call)
+            if batch and client.price_known:
+                p_in, p_out, _ = batch_prices(client)
+                result.stats.estimate.price_in, result.stats.estimate.price_out = p_in, p_out
             return result
+        calls_client: LLMClient = client
+        if batch:
+            runner = BatchRunner(client, batch_size=batch_size, poll_interval=poll_interval)
+            calls_client = BatchingClient(client, runner, max_tokens=max_tokens or MAX_TOKENS)
+            concurrency = 1_000_000  # every call of a round goes into that round's batch
         warn_if_unpriced("brainstorm", client, max_budget)
         # opened first: a locked output or a read-only folder stops the run before any request;
         # written atomically, so a failed run (a full disk, no task at all) leaves --out as it was
@@ -247,7 +265,7 @@ async def abrainstorm(
                     bar.advance()
 
                 try:
-                    await run_calls(client, n_tasks=n_tasks, kinds=kind_list, per_call=per_call, seed=seed,
+                    await run_calls(calls_client, n_tasks=n_tasks, kinds=kind_list, per_call=per_call, seed=seed,
                                     concurrency=concurrency, on_task=on_task, stats=result.stats,
                                     max_tokens=max_tokens, temperature=temperature)  # fmt: skip
                 except MghkitError as e:  # keep what was made (a budget or network stop), then report
@@ -259,6 +277,8 @@ async def abrainstorm(
             if writer is not None:
                 writer.close(ok=made)  # no task: nothing written, an existing --out untouched
     finally:
+        if runner is not None:
+            runner.close()
         if owned:
             client.close()  # type: ignore[attr-defined]
     result.stats.usage = Usage.of(client)
@@ -288,6 +308,10 @@ def brainstorm(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     check: bool = True,
+    batch: bool = False,
+    batch_size: int | None = None,
+    poll_interval: float = 30.0,
+    deployments: str | Path | None = None,
 ) -> Brainstormed:
     """``n_tasks`` tasks split evenly over ``kinds`` (a list of :class:`~mghkit.schema.Task` with
     the run's ``.stats``; fewer when the model keeps repeating itself: ``.stats.shortfall``; none
@@ -306,4 +330,5 @@ def brainstorm(
                                 concurrency=concurrency, rpm=rpm, tpm=tpm, max_budget=max_budget, dry_run=dry_run,
                                 api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
                                 max_retries=max_retries,
-                                cache_dir=cache_dir, progress=progress, check=check))  # fmt: skip
+                                cache_dir=cache_dir, progress=progress, check=check, batch=batch,
+                                batch_size=batch_size, poll_interval=poll_interval, deployments=deployments))  # fmt: skip

@@ -42,7 +42,7 @@ from mghkit.jsonl import (
 from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError, check_sampling
 from mghkit.llm.client import as_client
 from mghkit.schema import Reject, Task, Triplet
-from mghkit.llm.batch import BatchRunner, batch_provider
+from mghkit.llm.batch import BatchRunner, check_batch
 from mghkit.synth.batchrun import batch_plan, check_batch_client, run_batch_jobs
 from mghkit.synth.replay import keep_results, replay_cached
 from mghkit.synth.report import BatchBar, Estimate, RunProgress, Usage, count_tokens, estimate, warn_if_unpriced
@@ -289,6 +289,7 @@ async def agenerate(
     batch: bool = False,
     batch_size: int | None = None,
     poll_interval: float = 30.0,
+    deployments: str | Path | None = None,
 ) -> GenerateResult:
     """The async form of :func:`generate` (same arguments, same result)."""
     if per_task < 1:
@@ -302,14 +303,14 @@ async def agenerate(
     # a dry run sends nothing and changes nothing: no cache is opened (nor created)
     client, owned = as_client(model, need_key=not dry_run, api_base=api_base, api_key_env=api_key_env,
                               timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm, max_budget=max_budget,
-                              extra_body=extra_body,
+                              extra_body=extra_body, deployments=deployments,
                               cache_dir=cache_dir, use_cache=not dry_run)  # fmt: skip
     triplets: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     try:
         if batch:
             check_batch_client(client)
-            batch_provider(client.model)  # a model without a batch API: exit 2, nothing sent
+            check_batch(client, batch_size, keys=not dry_run)  # a model without a batch API: exit 2, nothing sent
         jobs = list(plan(task_list, per_task=per_task, seed=seed))
         if dry_run:  # read the outputs as they are: no lock, no repair
             pending, stats = _resume(jobs, out, rejects)
@@ -398,6 +399,7 @@ def generate(
     batch: bool = False,
     batch_size: int | None = None,
     poll_interval: float = 30.0,
+    deployments: str | Path | None = None,
 ) -> GenerateResult:
     """``per_task`` graded triplets for each task; unpacks as ``triplets, rejects``.
 
@@ -417,7 +419,7 @@ def generate(
                               api_base=api_base, api_key_env=api_key_env, timeout=timeout, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
                                 max_retries=max_retries,
                               cache_dir=cache_dir, progress=progress, collect=collect, check=check,
-                              batch=batch, batch_size=batch_size, poll_interval=poll_interval))  # fmt: skip
+                              batch=batch, batch_size=batch_size, poll_interval=poll_interval, deployments=deployments))  # fmt: skip
 
 
 def _resume(jobs: list[Job], out: str | Path | None, rejects: str | Path | None) -> tuple[list[Job], GenerateStats]:

@@ -52,7 +52,9 @@ def test_batch_records_are_the_online_records(srv, tmp_path):
     assert result.stats.error is None and result.stats.written == len(TASKS)
     assert len(srv.batches) == 1 and list(srv.submitted.values()) == [1] * len(TASKS)
     with FakeLLMServer() as online:
-        generate(TASKS, "openai/fake", api_base=online.url, cache_dir=tmp_path / "cache2", out=tmp_path / "online.jsonl")
+        generate(
+            TASKS, "openai/fake", api_base=online.url, cache_dir=tmp_path / "cache2", out=tmp_path / "online.jsonl"
+        )
     assert sorted(map(content, lines(tmp_path / "out.jsonl"))) == sorted(map(content, lines(tmp_path / "online.jsonl")))
     # a rerun into a new file asks nothing: the answers are in the cache
     again = run(srv, tmp_path, out=tmp_path / "again.jsonl", rejects=None)
@@ -182,3 +184,50 @@ def test_kill_9_while_polling_and_a_server_restart(tmp_path):
         assert len(again.batches) == 1 and set(again.submitted.values()) == {1}
     assert len(lines(tmp_path / "out.jsonl")) == len(TASKS)
     assert "per 1,000 kept triplets" not in done.stderr  # openai/fake has no price
+
+
+def test_brainstorm_batch(srv, tmp_path):
+    from mghkit.synth.brainstorm import brainstorm
+
+    kw = dict(n_tasks=6, kinds="sts,short-long", per_call=3, api_base=srv.url, cache_dir=tmp_path / "cache",
+              batch=True, poll_interval=0)  # fmt: skip
+    tasks = brainstorm("openai/fake", out=tmp_path / "tasks.jsonl", **kw)
+    assert len(tasks) == 6 and tasks.stats.calls == 2
+    assert len(srv.batches) == 1 and srv.batches[0]["request_counts"]["total"] == 2
+    again = brainstorm("openai/fake", **kw)  # from the cache: nothing submitted
+    assert [t.task for t in again] == [t.task for t in tasks] and len(srv.batches) == 1
+
+
+def test_deployments_spread_batches_and_online_requests(tmp_path, monkeypatch):
+    """Two deployments of one model name: batch files go to each in turn; online, a failing
+    deployment is cooled down and the other takes the requests. Keys come from the environment."""
+    monkeypatch.setenv("KEY_A", "sk-aaaaaaaaaaaa")
+    monkeypatch.setenv("KEY_B", "sk-bbbbbbbbbbbb")
+    with BatchServer(tmp_path / "a") as a, BatchServer(tmp_path / "b") as b:
+        dep = {"model_list": [
+            {"model_name": "big", "litellm_params": {"model": "openai/fake-a", "api_base": a.url, "api_key_env": "KEY_A"}},
+            {"model_name": "big", "litellm_params": {"model": "openai/fake-b", "api_base": b.url, "api_key": "os.environ/KEY_B"}},
+        ]}  # fmt: skip
+        path = tmp_path / "deployments.json"
+        path.write_text(json.dumps(dep))
+        result = run(a, tmp_path, model="big", api_base=None, deployments=path, batch_size=2)
+        assert result.stats.error is None and result.stats.written == len(TASKS)
+        assert len(a.batches) == 2 and len(b.batches) == 1  # 3 files of 2 requests, in turn
+        assert all(json.loads(x)["body"]["model"] == "fake-b"
+                   for x in (tmp_path / "b" / "files" / b.batches[0]["input_file_id"]).read_text().splitlines())  # fmt: skip
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "cache").iterdir() if p.is_file())
+    assert b"aaaaaaaaaaaa" not in stored and b"bbbbbbbbbbbb" not in stored  # keys are written nowhere
+
+    from tests.fakeserver import Status
+
+    with FakeLLMServer() as good, FakeLLMServer() as bad:
+        bad.add_fault(Status(500), times=10**6)
+        dep = {"model_list": [
+            {"model_name": "big", "litellm_params": {"model": "openai/fake", "api_base": good.url, "api_key_env": "KEY_A"}},
+            {"model_name": "big", "litellm_params": {"model": "openai/fake", "api_base": bad.url, "api_key_env": "KEY_B"}},
+        ], "allowed_fails": 1, "cooldown_time": 600}  # fmt: skip
+        path.write_text(json.dumps(dep))
+        tasks = [{"kind": "sts", "task": f"Find facts {i}."} for i in range(12)]
+        r = generate(tasks, "big", deployments=path, cache_dir=tmp_path / "c2", concurrency=1)
+        assert r.stats.written == 12 and good.count == 12 and 1 <= bad.count <= 2
+        assert good.headers_seen[0]["authorization"] == "Bearer sk-aaaaaaaaaaaa"
