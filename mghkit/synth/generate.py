@@ -40,9 +40,9 @@ from mghkit.jsonl import (
     read_records,
 )
 from mghkit.llm.base import BudgetExceeded, LLMClient, LLMError, check_sampling
+from mghkit.llm.batch import BatchRunner, check_batch
 from mghkit.llm.client import as_client
 from mghkit.schema import Reject, Task, Triplet
-from mghkit.llm.batch import BatchRunner, check_batch
 from mghkit.synth.batchrun import batch_plan, check_batch_client, run_batch_jobs
 from mghkit.synth.replay import keep_results, replay_cached
 from mghkit.synth.report import BatchBar, Estimate, RunProgress, Usage, count_tokens, estimate, warn_if_unpriced

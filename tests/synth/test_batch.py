@@ -179,7 +179,7 @@ def test_kill_9_while_polling_and_a_server_restart(tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert status.returncode == 0 and srv.batches[0]["id"] in status.stdout and "pending 6" in status.stdout
     with BatchServer(tmp_path / "srv", port=port, ticks=2) as again:
-        done = subprocess.run(args + ["--poll-interval", "0"], env=env, capture_output=True, text=True)
+        done = subprocess.run([*args, "--poll-interval", "0"], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert len(again.batches) == 1 and set(again.submitted.values()) == {1}
     assert len(lines(tmp_path / "out.jsonl")) == len(TASKS)
@@ -231,3 +231,20 @@ def test_deployments_spread_batches_and_online_requests(tmp_path, monkeypatch):
         r = generate(tasks, "big", deployments=path, cache_dir=tmp_path / "c2", concurrency=1)
         assert r.stats.written == 12 and good.count == 12 and 1 <= bad.count <= 2
         assert good.headers_seen[0]["authorization"] == "Bearer sk-aaaaaaaaaaaa"
+
+
+def test_prompt_layout_puts_the_shared_part_first():
+    """Provider prompt caching reuses a common prefix: the instructions shared by every request
+    come first, the kind's rules next, the task and the drawn attributes last."""
+    import os.path
+
+    from mghkit.schema import Task
+    from mghkit.synth.triplets import plan
+
+    tasks = [Task(kind="sts", task="Find paraphrases of news sentences."), Task(kind="sts", task="Match forum questions."),
+             Task(kind="long-long", task="Find articles on the same event.")]  # fmt: skip
+    a, b, c = (job.messages[0]["content"] for job in plan(tasks, seed=3))
+    shared_kind = os.path.commonprefix([a, b])
+    shared_all = os.path.commonprefix([a, c])
+    assert shared_kind.rstrip().endswith("(high: nearly the same words but a changed meaning).\n\nThe task:")
+    assert len(shared_all) > 0.6 * len(a) and "The task:" in a[len(shared_kind) :]
