@@ -264,3 +264,25 @@ class BatchServer:
                 self._not_found()
 
         return Handler
+
+
+def main() -> None:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Serve fake OpenAI files + batches APIs until stdin closes.")
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--ticks", type=int, default=1)
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    srv = BatchServer(args.dir, port=args.port, ticks=args.ticks).start()
+    print(srv.url, flush=True)
+    try:
+        while sys.stdin.readline():
+            pass
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()
