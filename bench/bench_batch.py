@@ -8,7 +8,6 @@ E5 text-retrieval template (read from its wheel in /tmp when present, never inst
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ def _prompt_figures() -> dict[str, float]:
     by_kind: dict[str, list[str]] = {}
     for j, p in zip(jobs, prompts, strict=True):
         by_kind.setdefault(j.task.kind, []).append(p)
-    prefix = {k: _tokens(os.path.commonprefix(v)) for k, v in by_kind.items()}
+    prefix = {k: _tokens(os.path.commonprefix(v)) for k, v in by_kind.items()}  # noqa: RUF071 (strings, not paths)
     return {
         "prompt": statistics.mean(_tokens(p) for p in prompts),
         "completion": statistics.mean(estimate_completion_tokens(j.attributes) for j in jobs),

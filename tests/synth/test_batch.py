@@ -105,7 +105,7 @@ def test_expired_batch_resubmits_only_the_unanswered(srv, tmp_path):
 
 def test_crash_after_create_before_the_id_is_recorded(srv, tmp_path, monkeypatch):
     """The worst moment: the provider has the batch, the ledger does not have its id yet."""
-    from mghkit.llm.batch import Ledger
+    from mghkit.llm.ledger import Ledger
 
     real = Ledger.set_submission
 
@@ -244,7 +244,7 @@ def test_prompt_layout_puts_the_shared_part_first():
     tasks = [Task(kind="sts", task="Find paraphrases of news sentences."), Task(kind="sts", task="Match forum questions."),
              Task(kind="long-long", task="Find articles on the same event.")]  # fmt: skip
     a, b, c = (job.messages[0]["content"] for job in plan(tasks, seed=3))
-    shared_kind = os.path.commonprefix([a, b])
-    shared_all = os.path.commonprefix([a, c])
+    shared_kind = os.path.commonprefix([a, b])  # noqa: RUF071 (strings, not paths)
+    shared_all = os.path.commonprefix([a, c])  # noqa: RUF071 (strings, not paths)
     assert shared_kind.rstrip().endswith("(high: nearly the same words but a changed meaning).\n\nThe task:")
     assert len(shared_all) > 0.6 * len(a) and "The task:" not in a[len(shared_kind) :]
