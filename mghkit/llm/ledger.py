@@ -1,4 +1,4 @@
-"""The batch ledger: ``batches.sqlite3`` in the cache dir, the durable record of every batch
+r"""The batch ledger: ``batches.sqlite3`` in the cache dir, the durable record of every batch
 submission (its id, batch id, deployment, status) and of each request in it (pending, answered,
 missing, failed; attempts), written before anything is uploaded (see :mod:`mghkit.llm.batch`).
 
