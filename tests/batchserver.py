@@ -7,6 +7,7 @@ Answers come from :func:`tests.fakeserver.default_responder` (or a given respond
 
 - ``fail(match, times)``: lines whose prompt contains ``match`` fail (error file, HTTP 500 body)
   the next ``times`` times they are run;
+- ``fail_next_batch()``: the next batch to finish fails as a whole (no output at all);
 - ``expire_next(k)``: the next batch to finish expires after answering only its first ``k`` lines;
 - a restart: all state lives in ``state_dir`` (JSON + files), so a new server on the same port and
   directory carries on where the old one stopped.
@@ -60,6 +61,12 @@ class BatchServer:
     def fail(self, match: str, times: int = 1) -> None:
         with self._lock:
             self.state["faults"].append([match, times])
+            self._save()
+
+    def fail_next_batch(self) -> None:
+        """The next batch to finish fails as a whole (the provider refused its file)."""
+        with self._lock:
+            self.state["fail_next"] = True
             self._save()
 
     def expire_next(self, answered: int) -> None:
@@ -128,6 +135,11 @@ class BatchServer:
         self._finish(batch)
 
     def _finish(self, batch: dict[str, Any]) -> None:
+        if self.state.get("fail_next"):
+            self.state["fail_next"] = False
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_file", "message": "injected: bad file"}]}
+            return
         lines = (self.dir / "files" / batch["input_file_id"]).read_bytes().decode().splitlines()
         expire = self.state["expire_next"]
         self.state["expire_next"] = None

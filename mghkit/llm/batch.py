@@ -357,9 +357,10 @@ class BatchRunner:
                 if rec.get("custom_id") in mine:
                     errors[rec["custom_id"]] = _line_error(rec)
         if batch.status != "completed":
-            log.warning(
-                "batch %s ended %s: %d answered; the rest is resubmitted", batch.id, batch.status, len(answered)
-            )
+            why = getattr(batch, "errors", None)
+            detail = "; ".join(str(getattr(e, "message", e)) for e in (getattr(why, "data", None) or [])[:2])
+            log.warning("batch %s ended %s%s: %d answered; the rest is resubmitted", batch.id, batch.status,
+                        f" ({detail})" if detail else "", len(answered))  # fmt: skip
         self.ledger.settle(sub, answered, errors, batch.status, MAX_ATTEMPTS)
         return len(answered)
 

@@ -104,9 +104,12 @@ class Ledger:
                 "WHERE custom_id=? AND sub=?",
                 [(max_attempts, e, c, sub) for c, e in errors.items()],
             )
-            # not answered (an expired or cancelled batch): no fault of the request, no attempt spent
-            self.db.execute("UPDATE requests SET state='missing', attempts=attempts-1 WHERE sub=? AND state='pending'",
-                            (sub,))  # fmt: skip
+            # not answered: an expired or cancelled batch is no fault of the request (no attempt spent);
+            # a failed one (e.g. the provider refused the file) spends one, so it ends after max_attempts
+            spent = 1 if status == "failed" else 0
+            self.db.execute("UPDATE requests SET state=CASE WHEN attempts>=? AND ?=1 THEN 'failed' ELSE 'missing' END, "
+                            "error=CASE WHEN ?=1 THEN 'the batch failed' ELSE error END, attempts=attempts-1+? "
+                            "WHERE sub=? AND state='pending'", (max_attempts, spent, spent, spent, sub))  # fmt: skip
             self.db.execute("UPDATE submissions SET state='settled', status=?, done=?, failed=?, updated=? WHERE sub=?",
                             (status, len(answered), len(errors), time.time(), sub))  # fmt: skip
 

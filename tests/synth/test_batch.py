@@ -103,6 +103,14 @@ def test_expired_batch_resubmits_only_the_unanswered(srv, tmp_path):
     assert list(srv.submitted.values()) == [1, 1] + [2] * (len(TASKS) - 2)
 
 
+def test_a_failed_batch_is_resubmitted(srv, tmp_path, caplog):
+    srv.fail_next_batch()
+    result = run(srv, tmp_path)
+    assert result.stats.error is None and result.stats.written == len(TASKS)
+    assert [b["status"] for b in srv.batches] == ["failed", "completed"]
+    assert "injected: bad file" in caplog.text
+
+
 def test_crash_after_create_before_the_id_is_recorded(srv, tmp_path, monkeypatch):
     """The worst moment: the provider has the batch, the ledger does not have its id yet."""
     from mghkit.llm.ledger import Ledger
