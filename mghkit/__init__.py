@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "abrainstorm": "mghkit.synth.brainstorm",
     "generate": "mghkit.synth.generate",
     "agenerate": "mghkit.synth.generate",
+    "batch_status": "mghkit.llm.ledger",
     # data
     "mine": "mghkit.mining",
     "validate_triplets": "mghkit.validate",

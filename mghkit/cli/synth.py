@@ -295,7 +295,7 @@ def _usage_line(usage: Usage, kept: int | None = None) -> str:
 
 def _show_batches(cache_dir: str | None) -> None:
     """--batch-status: one line per recorded batch submission, on stdout."""
-    from mghkit.llm.ledger import batch_status
+    from mghkit import batch_status
 
     subs = batch_status(cache_dir)
     if not subs:
