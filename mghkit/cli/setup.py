@@ -45,6 +45,9 @@ def setup_synth(model: str | None = None) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at import
     # its pydantic models warn about ReadOnly TypedDict items at import and on first use
     warnings.filterwarnings("ignore", message=".*ReadOnly.*", category=UserWarning)
+    # LiteLLM 1.110's afile_content (batch mode's download) leaves a spare coroutine behind: not ours, harmless
+    warnings.filterwarnings("ignore", message="coroutine 'OpenAIFilesAPI.afile_content' was never awaited",
+                            category=RuntimeWarning)  # fmt: skip
     if model == "local":
         # OpenMP threads wait passively (read when libgomp loads, i.e. before the model's first
         # call): with it the embedded model runs two threads, without it one (mghkit.llm.local)
