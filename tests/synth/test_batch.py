@@ -256,3 +256,11 @@ def test_prompt_layout_puts_the_shared_part_first():
     shared_all = os.path.commonprefix([a, c])  # noqa: RUF071 (strings, not paths)
     assert shared_kind.rstrip().endswith("(high: nearly the same words but a changed meaning).\n\nThe task:")
     assert len(shared_all) > 0.6 * len(a) and "The task:" not in a[len(shared_kind) :]
+
+
+def test_dry_run_shows_the_batch_plan_at_the_batch_price(srv, tmp_path):
+    result = run(srv, tmp_path, model="gpt-4o", dry_run=True, batch_size=4)
+    e = result.stats.estimate
+    assert e.batch_files == 2 and e.batch_bytes > 0 and e.requests == len(TASKS)
+    assert (e.price_in, e.price_out) == (1.25e-6, 5e-6)  # gpt-4o's batch prices in LiteLLM's table
+    assert srv.calls == [] and not (tmp_path / "cache").exists()
