@@ -232,7 +232,8 @@ class BatchRunner:
         return next((t for t in self.targets if t.label == label), self.targets[0])
 
     async def _api(self, name: str, target: Target, **kw: Any) -> Any:
-        from mghkit.llm.client import _classify, _first_line, _scrub, litellm_module
+        from mghkit.llm.client import litellm_module
+        from mghkit.llm.failures import classify, first_line, scrub
 
         cfg = self.client.config
         kw.update(custom_llm_provider=target.provider, timeout=cfg.request_timeout)
@@ -247,7 +248,7 @@ class BatchRunner:
             try:
                 return await getattr(litellm_module(), name)(**kw)
             except Exception as e:
-                kind, status = _classify(e)
+                kind, status = classify(e)
                 if kind == "retry" and attempt < cfg.max_retries:
                     await asyncio.sleep(backoff_delay(attempt, base=cfg.backoff_base, cap=cfg.backoff_max, jitter=0.75))
                     attempt += 1
@@ -255,7 +256,7 @@ class BatchRunner:
                     continue
                 if kind == "unknown":
                     raise
-                raise LLMError(f"batch API ({name}, {target.label}): " + _scrub(_first_line(str(e)), target.key),
+                raise LLMError(f"batch API ({name}, {target.label}): " + scrub(first_line(str(e)), target.key),
                                status=status, kind="fatal" if kind != "request" else "request") from None  # fmt: skip
 
     # -- submitting

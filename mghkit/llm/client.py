@@ -48,17 +48,25 @@ from mghkit.llm.base import (
     Messages,
 )
 from mghkit.llm.cache import CACHE_FILE, ResponseCache
+from mghkit.llm.failures import (
+    EmptyResponse,
+    classify,
+    first_line,
+    format_fallbacks,
+    is_connection_error,
+    is_context_error,
+    is_timeout,
+    scrub,
+    v1_hint,
+)
 from mghkit.llm.limits import TokenBucket, backoff_delay, retry_after_seconds
 from mghkit.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 LOCAL_PROVIDER = "mghkit-local"  # how the embedded model is named to LiteLLM's token counter
-_RETRY_STATUS = {408, 409, 425, 429}
-_FATAL_STATUS = {401, 403, 404}
 # LiteLLM providers that are servers the user runs (structured output is sent to them, as to any --api-base)
 SELF_HOSTED_PREFIXES = ("ollama/", "ollama_chat/", "lm_studio/", "hosted_vllm/", "llamafile/")
-_CONTEXT_ERROR = re.compile(r"context|n_ctx|exceed|too long|maximum.{0,20}length", re.IGNORECASE)
 _FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.IGNORECASE)
 
 
@@ -95,104 +103,6 @@ def resolve_api_key(model: str, api_base: str | None, api_key_env: str | None) -
             "for the offline embedded model use --model local"
         )
     return None
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    """Remove an API key (and anything shaped like one) from text meant for a human.
-
-    >>> _scrub("bad key sk-abcdef123456 for x", None)
-    'bad key sk-*** for x'
-    """
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return re.sub(r"\b(sk|key|tok)-[A-Za-z0-9_\-*]{6,}", r"\1-***", text)
-
-
-def _first_line(text: str, n: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= n else line[:n] + "..."
-
-
-class EmptyResponse(Exception):
-    """A 200 answer with no choices in it: the server's fault, retried like a 5xx."""
-
-
-def is_timeout(e: Exception) -> bool:
-    """Whether a call failed because no reply came in time."""
-    if isinstance(e, asyncio.TimeoutError):
-        return True
-    return isinstance(e, litellm_module().Timeout)
-
-
-def is_connection_error(e: Exception) -> bool:
-    """Whether a call failed to reach the server at all (refused, unknown host, reset)."""
-    litellm = litellm_module()
-    if isinstance(e, litellm.APIConnectionError) and not isinstance(e, litellm.Timeout):
-        return True
-    text = str(e).lower()
-    return getattr(e, "status_code", None) in (None, 500) and (
-        "connection error" in text or "connection refused" in text or "connecterror" in text
-    )
-
-
-def is_context_error(e: Exception, status: int | None) -> bool:
-    """Whether the server refused the request as too long for its context window."""
-    if isinstance(e, litellm_module().ContextWindowExceededError):
-        return True
-    return status in (400, 413, 422, 500) and bool(_CONTEXT_ERROR.search(str(e)))
-
-
-def v1_hint(model: str, api_base: str | None) -> str:
-    """A hint when an OpenAI-compatible base URL lacks the usual /v1.
-
-    >>> v1_hint("openai/m", "http://127.0.0.1:8000")
-    '; OpenAI-compatible servers answer under /v1: try --api-base http://127.0.0.1:8000/v1'
-    >>> v1_hint("openai/m", "http://127.0.0.1:8000/v1"), v1_hint("ollama/m", "http://h:11434")
-    ('', '')
-    """
-    if not api_base or model.startswith(("ollama/", "ollama_chat/")) or "/v1" in api_base:
-        return ""
-    return f"; OpenAI-compatible servers answer under /v1: try --api-base {api_base.rstrip('/')}/v1"
-
-
-def format_fallbacks(response_format: dict[str, Any] | None) -> list[dict[str, Any] | None]:
-    """What to send, in order, for a ``response_format`` a server may refuse.
-
-    >>> fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "object"}}}
-    >>> format_fallbacks(fmt)[1:]
-    [{'type': 'json_object', 'schema': {'type': 'object'}}, None]
-    >>> format_fallbacks({"type": "json_object"})
-    [{'type': 'json_object'}, None]
-    """
-    if not response_format:
-        return [None]
-    if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {}
-        return [response_format, {"type": "json_object", "schema": schema}, None]
-    return [response_format, None]
-
-
-def _classify(e: Exception) -> tuple[str, int | None]:
-    """('retry' | 'fatal' | 'request' | 'unknown', status) for an exception from a call."""
-    from mghkit.llm.local import LocalModelError
-
-    if isinstance(e, LocalModelError):  # e.g. a prompt longer than the context: not retryable
-        return "request", None
-    if isinstance(e, asyncio.TimeoutError | EmptyResponse):
-        return "retry", None
-    litellm = litellm_module()
-    status = getattr(e, "status_code", None)
-    if isinstance(e, litellm.Timeout | litellm.APIConnectionError):
-        return "retry", status
-    if isinstance(status, int):
-        if status in _RETRY_STATUS or status >= 500:
-            return "retry", status
-        if status in _FATAL_STATUS:
-            return "fatal", status
-        return "request", status
-    if isinstance(e, litellm.exceptions.APIError | litellm.exceptions.OpenAIError):
-        return "retry", status
-    return "unknown", status
 
 
 class LiteLLMClient:
@@ -372,12 +282,12 @@ class LiteLLMClient:
             try:
                 text, finish, usage = await self._send(messages, sent)
             except Exception as e:
-                kind, status = _classify(e)
+                kind, status = classify(e)
                 if self._tpm:
                     self._tpm.give_back(est_tokens)
                 if kind == "unknown":
                     raise
-                message = _scrub(_first_line(str(e)), self._key)
+                message = scrub(first_line(str(e)), self._key)
                 if self._local:
                     pass
                 elif is_context_error(e, status):
@@ -551,12 +461,11 @@ def open_client(config: ClientConfig, *, need_key: bool = True) -> LiteLLMClient
         from mghkit.llm.deployments import load_deployments
 
         deployments = load_deployments(config.deployments)
-        group = deployments.group(config.model)
+        deployments.group(config.model)  # the model must name one of the file's groups: checked now
         if need_key:
             for d in deployments.entries:
                 d.key()
         key = None
-        _ = group
     else:
         key = resolve_api_key(config.model, config.api_base, config.api_key_env) if need_key else None
     if config.model == LOCAL:
