@@ -15,7 +15,7 @@ Every configuration runs in its own subprocess (so peak RSS is its own), alterna
    plain (batch 512) vs GradCache (batch 32 x grad-accum 16), on a small random Llama.
 
 Environment knobs: BENCH_TRAIN_MODEL (default ``local``), BENCH_TRAIN_STEPS (6),
-BENCH_TRAIN_REPEATS (2), BENCH_TRAIN_MAXLEN (256), BENCH_TRAIN_SCORE_DOCS (200; 0: no score),
+BENCH_TRAIN_BATCH (8), BENCH_TRAIN_REPEATS (2), BENCH_TRAIN_MAXLEN (256), BENCH_TRAIN_SCORE_DOCS (200; 0: no score),
 BENCH_TRAIN_MEMORY (1; 0: skip part 2).
 """
 
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BATCH = 8
+BATCH = int(os.environ.get("BENCH_TRAIN_BATCH", 8))
 INSTRUCTION_FORMAT = "Instruct: {task}\nQuery: {query}"
 
 
