@@ -170,3 +170,17 @@ def test_compiled_model_gives_the_plain_outputs_and_gradients(tiny_model_dir):
     assert torch.allclose(plain, compiled, rtol=1e-4, atol=1e-5)
     assert len(plain_grads) == len(compiled_grads) > 0
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(plain_grads, compiled_grads, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--report-to", "wandb"], "unknown --report-to 'wandb'"),
+        (["--liger", "--device", "cpu"], "--liger needs a CUDA GPU"),
+    ],
+)
+def test_cli_refuses_unusable_speed_and_report_options_in_one_line_before_torch(tmp_path, extra, expect):
+    from tests.train.test_cli_train import _check_fails_before_torch
+
+    path = _write(tmp_path / "train.jsonl", _examples(per_stage=2, stages=1))
+    assert expect in _check_fails_before_torch(["train", str(path), "--out", str(tmp_path / "run"), *extra])
