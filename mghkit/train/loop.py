@@ -300,7 +300,8 @@ def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, schedu
     saved = checkpoint.read_state(ckpt)
     if saved.get("data_sha256") != state["data_sha256"]:
         raise UsageError(f"{out}: --resume with a different training file (sha256 differs from the run's)")
-    changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k) != v]
+    legacy = {"group_by_length": False}  # runs saved before the setting existed trained in file order
+    changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k, legacy.get(k)) != v]
     if changed:
         raise UsageError(f"{out}: --resume with changed settings: {', '.join(changed)} (resume needs the same ones)")
     if saved.get("world_size", 1) != dist.world_size:
