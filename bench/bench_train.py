@@ -314,8 +314,13 @@ def run() -> str:
         f"**Examples/s ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** (per repeat: "
         f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.5x); without length grouping "
         f"{statistics.median(ratios_plain):.2f}x ({', '.join(f'{r:.2f}' for r in ratios_plain)}); grouping alone "
-        f"{statistics.median(ratios_group):.2f}x. The held-out score is of the first repeat's runs ({steps} steps: "
-        f"a check that both trainers learn alike, not a converged score; {score_docs} documents ranked).",
+        f"{statistics.median(ratios_group):.2f}x. "
+        + (
+            f"The held-out score is of the first repeat's runs ({steps} steps: a check that both trainers learn alike, "
+            f"not a converged score; {score_docs} documents ranked)."
+            if score_docs
+            else "Held-out score not measured (BENCH_TRAIN_SCORE_DOCS=0)."
+        ),
         "",
     ]
     lines += pad_lines
