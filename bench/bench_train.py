@@ -3,16 +3,20 @@ GradCache at an effective batch of 512 vs a plain batch of 512.
 
 Every configuration runs in its own subprocess (so peak RSS is its own), alternating, repeated.
 
-1. Throughput: the same model, data and batch through ``mghkit.fine_tune`` and through
-   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 50 = 1/0.02), both
+1. Throughput on real, variable-length data: the same model, data and batch through
+   ``mghkit.fine_tune`` (length grouping on, its default, and off) and through
+   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 50 = 1/0.02), all
    with the same LoRA (r 16 on q,k,v,o,gate,up,down), fp32, no gradient checkpointing, mean
-   pooling, (query, positive, hard negative) triplets from the bundled man-pages set.
-   Steady-state step time = median over the steps after the first two.
+   pooling, causal attention (ST's), (query, positive, hard negative) triplets from the bundled
+   man-pages set (documents of 20-500+ tokens). Steady-state examples/s = examples / seconds
+   over the steps after the first two. The first repeat also scores each trained model on the
+   held-out man-pages queries (nDCG@10, ``bench.recipe_manpages.ndcg_at_10``).
 2. Memory: one optimizer step at an effective batch of 512 (query + positive + negative each),
    plain (batch 512) vs GradCache (batch 32 x grad-accum 16), on a small random Llama.
 
 Environment knobs: BENCH_TRAIN_MODEL (default ``local``), BENCH_TRAIN_STEPS (6),
-BENCH_TRAIN_REPEATS (2), BENCH_TRAIN_MAXLEN (64).
+BENCH_TRAIN_BATCH (8), BENCH_TRAIN_REPEATS (2), BENCH_TRAIN_MAXLEN (256), BENCH_TRAIN_SCORE_DOCS (200; 0: no score),
+BENCH_TRAIN_MEMORY (1; 0: skip part 2).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BATCH = 8
+BATCH = int(os.environ.get("BENCH_TRAIN_BATCH", 8))
 INSTRUCTION_FORMAT = "Instruct: {task}\nQuery: {query}"
 
 
@@ -41,15 +45,16 @@ def _peak_rss_mb() -> float:
 
 
 # ----------------------------------------------------------------------------- data
-def write_data(folder: Path, n: int) -> Path:
-    """A one-stage curriculum file of ``n`` man-pages examples (BM25 'high' negatives)."""
+def write_data(folder: Path, n: int | None = None) -> Path:
+    """A one-stage curriculum file of ``n`` (None: all) man-pages training examples (BM25 'high'
+    negatives from the training corpus; the held-out queries' documents are never seen)."""
     from mghkit.demo import manpages_split
     from mghkit.mining import mine
 
     split = manpages_split(0)
     path = folder / "bench.jsonl"
     with path.open("w") as fp:
-        for t in mine(split.train_pairs[:n], corpus=list(split.corpus.values())):
+        for t in mine(split.train_pairs[:n], corpus=split.train_corpus):
             rec = {"id": t.id, "stage": 1, "level": "high", "instruction": t.instruction, "query": t.query,
                    "positive": t.positive_example, "negative": t.hard_negative_examples[0].text}  # fmt: skip
             fp.write(json.dumps(rec) + "\n")
@@ -85,20 +90,94 @@ def write_synthetic(folder: Path, n: int, words: int = 20) -> Path:
     return path
 
 
+def padding_rows(model: str = "local", max_length: int = 512, batches: tuple[int, ...] = (8, 64)) -> list[str]:
+    """Padding share (tokens of ``model``'s tokenizer, truncated at ``max_length``) of real and
+    E5-style lengths, without and with length grouping (no model runs: the plan alone)."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from mghkit.demo import manpages_split, mine_public_triplets
+    from mghkit.model.loading import resolve_model_path
+    from mghkit.schema import Example
+    from mghkit.train.data import group_by_length, padding_fraction
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    cache: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        if text not in cache:
+            cache[text] = min(max_length, len(tok(text, add_special_tokens=False)["input_ids"]) + 1)
+        return cache[text]
+
+    split = manpages_split(0)
+    real = [Example(id=t.id, stage=1, level="high", instruction=t.instruction, query=t.query,
+                    positive=t.positive_example, negative=t.hard_negative_examples[0].text)
+            for t in mine_public_triplets(split)]  # fmt: skip
+    rng = random.Random(0)
+    vocab = [w for e in real for w in e.positive.split()][:20000]
+    words = lambda lo, hi: " ".join(rng.choices(vocab, k=rng.randint(lo, hi)))  # noqa: E731
+    e5 = [Example(id=f"s{i}", stage=1 + i // 512, level="high", query=words(25, 35), positive=words(50, 500),
+                  negative=words(50, 500)) for i in range(2048)]  # fmt: skip
+    lines = [f"Padding share of the tokens computed (tokenizer of `{model}`, max length {max_length}), one pass over "
+             "the data, before (file order) and after length grouping (similar lengths per micro-batch within a "
+             "stage, documents sorted into sub-batches of the batch size):", "",
+             "| data | batch | padding before | padding after |", "|---|---:|---:|---:|"]  # fmt: skip
+    for name, exs in ((f"man-pages triplets ({len(real)})", real),
+                      ("E5-style synthetic (query ~40 tokens, documents 50-500 words; 4 stages of 512)", e5)):  # fmt: skip
+        for b in batches:
+            grouped = group_by_length(exs, b)
+            before = padding_fraction(exs, range(len(exs)), b, count)
+            after = padding_fraction(grouped, range(len(grouped)), b, count, sort_documents=True)
+            lines.append(f"| {name} | {b} | {before:.1%} | {after:.1%} |")
+    return [*lines, ""]
+
+
 # ----------------------------------------------------------------------------- workers
-def worker_mghkit(data: str, out: str, model: str, steps: int, maxlen: int, extra: dict[str, Any]) -> dict[str, Any]:
+class _STEncoder:
+    """sentence-transformers' model behind ``encode(texts, instruction=, batch_size=)`` (the ndcg helper's)."""
+
+    def __init__(self, st: Any) -> None:
+        self.st = st
+
+    def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16) -> Any:
+        if instruction is not None:
+            texts = [INSTRUCTION_FORMAT.format(task=instruction, query=t) for t in texts]
+        return self.st.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+
+
+def _score(encoder: Any, docs: int) -> float | None:
+    """nDCG@10 on the held-out man-pages queries over ``docs`` documents (their relevant ones included)."""
+    if docs <= 0:
+        return None
+    from bench.recipe_manpages import ndcg_at_10
+    from mghkit.demo import eval_subset, manpages_split
+
+    split = manpages_split(0)
+    qids, doc_ids = eval_subset(split, docs, 0)
+    return round(ndcg_at_10(encoder, split, qids, doc_ids), 4)
+
+
+def _steady(step_s: list[float]) -> list[float]:
+    return step_s[2:] or step_s
+
+
+def worker_mghkit(data: str, out: str, model: str, steps: int, maxlen: int, extra: dict[str, Any],
+                  score_docs: int = 0) -> dict[str, Any]:  # fmt: skip
     from mghkit.train.run import fine_tune
 
     given = dict(out=out, base_model=model, steps=steps, batch_size=BATCH, max_length=maxlen, save_every=10**6,
-                 gradient_checkpointing=False, warmup_steps=0, pooling="mean") | extra  # fmt: skip
-    fine_tune(data, progress=False, **given)
+                 gradient_checkpointing=False, warmup_steps=0, pooling="mean", causal=True) | extra  # fmt: skip
+    result = fine_tune(data, progress=False, **given)
     rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     steady = rows[2:] or rows
-    return {"step_s": statistics.median(r["step_s"] for r in steady),
-            "tokens_per_step": statistics.mean(r["tokens"] for r in steady), "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+    return {"step_s": statistics.mean(r["step_s"] for r in steady),
+            "tokens_per_step": statistics.mean(r["tokens"] for r in steady),
+            "padding": statistics.mean(r["padding"] for r in steady), "peak_rss_mb": _peak_rss_mb(),
+            "score": _score(result.encoder(), score_docs) if score_docs else None}  # fmt: skip
 
 
-def worker_st(data: str, out: str, model: str, steps: int, maxlen: int) -> dict[str, Any]:
+def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_docs: int = 0) -> dict[str, Any]:
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
@@ -144,8 +223,15 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int) -> dict[
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds,
                                          loss=MultipleNegativesRankingLoss(st, scale=50.0), callbacks=[Timer()])  # fmt: skip
     trainer.train()
-    steady = times[2:] or times
-    return {"step_s": statistics.median(steady), "peak_rss_mb": _peak_rss_mb()}
+    st.eval()
+    return {"step_s": statistics.mean(_steady(times)), "peak_rss_mb": _peak_rss_mb(),
+            "score": _score(_STEncoder(st), score_docs) if score_docs else None}  # fmt: skip
+
+
+def worker_base_score(model: str, maxlen: int, score_docs: int) -> dict[str, Any]:
+    from mghkit.model.encoder import load_encoder
+
+    return {"score": _score(load_encoder(model, max_length=maxlen, pooling="mean", causal=True), score_docs)}
 
 
 def worker_memory(data: str, out: str, model: str, batch: int, accum: int, grad_cache: bool) -> dict[str, Any]:
@@ -172,55 +258,95 @@ def run() -> str:
     steps, repeats, maxlen = (
         _env_int("BENCH_TRAIN_STEPS", 6),
         _env_int("BENCH_TRAIN_REPEATS", 2),
-        _env_int("BENCH_TRAIN_MAXLEN", 64),
+        _env_int("BENCH_TRAIN_MAXLEN", 256),
     )
+    score_docs = _env_int("BENCH_TRAIN_SCORE_DOCS", 200)
+    configs = {
+        "mghkit train (length grouping, default)": {},
+        "mghkit train --no-group-by-length": {"group_by_length": False},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        data = str(write_data(folder, BATCH * steps))
-        ours, theirs = [], []
+        data = str(write_data(folder))
+        n_examples = len(Path(data).read_text().splitlines())
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*configs, ST_NAME]}
         for rep in range(repeats):
-            ours.append(_spawn("mghkit", data=data, out=str(folder / f"m{rep}"), model=model, steps=steps, maxlen=maxlen,
-                               extra={}))  # fmt: skip
-            theirs.append(_spawn("st", data=data, out=str(folder / f"s{rep}"), model=model, steps=steps, maxlen=maxlen))
-            print(f"  repeat {rep}: mghkit {ours[-1]['step_s']:.2f} s/step, ST {theirs[-1]['step_s']:.2f} s/step",
+            docs = score_docs if rep == 0 else 0
+            for k, (name, extra) in enumerate(configs.items()):
+                runs[name].append(_spawn("mghkit", data=data, out=str(folder / f"m{k}-{rep}"), model=model, steps=steps,
+                                         maxlen=maxlen, extra=extra, score_docs=docs if k == 0 else 0))  # fmt: skip
+            runs[ST_NAME].append(_spawn("st", data=data, out=str(folder / f"s{rep}"), model=model, steps=steps,
+                                        maxlen=maxlen, score_docs=docs))  # fmt: skip
+            print(f"  repeat {rep}: " + ", ".join(f"{n.split(' (')[0]} {r[-1]['step_s']:.2f} s/step" for n, r in runs.items()),
                   file=sys.stderr, flush=True)  # fmt: skip
-        ratios = [t["step_s"] / o["step_s"] for o, t in zip(ours, theirs, strict=True)]
+        base = _spawn("base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
+        memory = _memory_rows(folder, repeats) if _env_int("BENCH_TRAIN_MEMORY", 1) else []
 
-        from mghkit.model.tiny import save_tiny_model
-
-        small = str(save_tiny_model(folder / "small", hidden=128, layers=2))
-        synth = str(write_synthetic(folder, 512))
-        mem: dict[str, list[dict[str, Any]]] = {"baseline (batch 8)": [], "plain batch 512": [],
-                                                "GradCache 32 x 16 = 512": []}  # fmt: skip
-        for rep in range(repeats):
-            mem["baseline (batch 8)"].append(_spawn("memory", data=synth, out=str(folder / f"b{rep}"), model=small,
-                                                    batch=8, accum=1, grad_cache=False))  # fmt: skip
-            mem["plain batch 512"].append(_spawn("memory", data=synth, out=str(folder / f"p{rep}"), model=small,
-                                                 batch=512, accum=1, grad_cache=False))  # fmt: skip
-            mem["GradCache 32 x 16 = 512"].append(_spawn("memory", data=synth, out=str(folder / f"g{rep}"), model=small,
-                                                         batch=32, accum=16, grad_cache=True))  # fmt: skip
-
-    tok_per_ex = statistics.mean(o["tokens_per_step"] for o in ours) / BATCH
-    o_s, t_s = statistics.median(o["step_s"] for o in ours), statistics.median(t["step_s"] for t in theirs)
+    pad_lines = padding_rows(model)
+    grouped, plain = (runs[name] for name in configs)
+    ratios = [t["step_s"] / o["step_s"] for o, t in zip(grouped, runs[ST_NAME], strict=True)]
+    ratios_plain = [t["step_s"] / o["step_s"] for o, t in zip(plain, runs[ST_NAME], strict=True)]
+    ratios_group = [p["step_s"] / o["step_s"] for o, p in zip(grouped, plain, strict=True)]
     lines = [
         "## train",
         "",
-        f"Model `{model}` (fp32, LoRA r 16 on all 7 projections, no gradient checkpointing), batch {BATCH} "
-        f"(query + positive + hard negative), max length {maxlen}, {steps} steps per run (median of steps 3+), "
-        f"{repeats} repeats alternating, each run in its own process; {os.environ.get('BENCH_TRAIN_THREADS', os.cpu_count())} "
-        f"torch thread(s) per run on a shared {os.cpu_count()}-CPU machine (load average {os.getloadavg()[0]:.1f} at the end).",
+        f"Model `{model}` (fp32, LoRA r 16 on all 7 projections, no gradient checkpointing, causal attention, "
+        f"mean pooling), batch {BATCH} (query + positive + hard negative), max length {maxlen}, the bundled man-pages "
+        f"training triplets ({n_examples}, real variable lengths), {steps} steps per run (mean over steps 3+), "
+        f"{repeats} repeats alternating the three trainers, each run in its own process; "
+        f"{os.environ.get('BENCH_TRAIN_THREADS', os.cpu_count())} torch thread(s) per run on a {os.cpu_count()}-CPU "
+        f"machine shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end): figures are noisy, "
+        "the ratios (each repeat's runs back to back) are the measurement.",
         "",
-        "| trainer | s/step | examples/s | tokens/s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
-        f"| mghkit train | {o_s:.2f} | {BATCH / o_s:.2f} | {BATCH * tok_per_ex / o_s:,.0f} | "
-        f"{max(o['peak_rss_mb'] for o in ours):,.0f} |",
-        f"| sentence-transformers MNRL trainer | {t_s:.2f} | {BATCH / t_s:.2f} | {BATCH * tok_per_ex / t_s:,.0f} | "
-        f"{max(t['peak_rss_mb'] for t in theirs):,.0f} |",
+        "| trainer | s/step | examples/s | padding (share of tokens) | peak RSS MB | held-out nDCG@10 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, rows in runs.items():
+        s_step = statistics.median(r["step_s"] for r in rows)
+        pad = f"{statistics.mean(r['padding'] for r in rows):.1%}" if "padding" in rows[0] else "n/a"
+        score = rows[0].get("score")
+        lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {pad} | "
+                     f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {'' if score is None else f'{score:.4f}'} |")  # fmt: skip
+    if base is not None:
+        lines.append(f"| (the untrained model) | | | | | {base:.4f} |")
+    lines += [
         "",
-        f"**Throughput ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** "
-        f"(per repeat: {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.0x). Tokens/s counts mghkit's "
-        f"non-padding tokens per example ({tok_per_ex:.0f}) for both (same texts).",
+        f"**Examples/s ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** (per repeat: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.5x); without length grouping "
+        f"{statistics.median(ratios_plain):.2f}x ({', '.join(f'{r:.2f}' for r in ratios_plain)}); grouping alone "
+        f"{statistics.median(ratios_group):.2f}x. "
+        + (
+            f"The held-out score is of the first repeat's runs ({steps} steps: a check that both trainers learn alike, "
+            f"not a converged score; {score_docs} documents ranked)."
+            if score_docs
+            else "Held-out score not measured (BENCH_TRAIN_SCORE_DOCS=0)."
+        ),
         "",
+    ]
+    lines += pad_lines
+    if memory:
+        lines += memory
+    return "\n".join(lines) + "\n"
+
+
+ST_NAME = "sentence-transformers MNRL trainer"
+
+
+def _memory_rows(folder: Path, repeats: int) -> list[str]:
+    from mghkit.model.tiny import save_tiny_model
+
+    small = str(save_tiny_model(folder / "small", hidden=128, layers=2))
+    synth = str(write_synthetic(folder, 512))
+    mem: dict[str, list[dict[str, Any]]] = {"baseline (batch 8)": [], "plain batch 512": [],
+                                            "GradCache 32 x 16 = 512": []}  # fmt: skip
+    for rep in range(repeats):
+        mem["baseline (batch 8)"].append(_spawn("memory", data=synth, out=str(folder / f"b{rep}"), model=small,
+                                                batch=8, accum=1, grad_cache=False))  # fmt: skip
+        mem["plain batch 512"].append(_spawn("memory", data=synth, out=str(folder / f"p{rep}"), model=small,
+                                             batch=512, accum=1, grad_cache=False))  # fmt: skip
+        mem["GradCache 32 x 16 = 512"].append(_spawn("memory", data=synth, out=str(folder / f"g{rep}"), model=small,
+                                                     batch=32, accum=16, grad_cache=True))  # fmt: skip
+    lines = [
         "GradCache vs plain batch at an effective contrastive batch of 512 (1,536 texts per step), one optimizer "
         "step on a small random Llama (hidden 128, 2 layers, vocab ~300), ~20-word texts:",
         "",
@@ -235,7 +361,7 @@ def run() -> str:
     cached = statistics.median(r["peak_rss_mb"] for r in mem["GradCache 32 x 16 = 512"]) - base
     lines += ["", f"Above the batch-8 baseline: plain batch 512 needs {plain:,.0f} MB more, GradCache {cached:,.0f} MB "
               f"more ({plain / max(cached, 1):.1f}x less with GradCache), for the same loss and gradients."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _worker_main(kind: str, kw: dict[str, Any]) -> None:
@@ -245,7 +371,7 @@ def _worker_main(kind: str, kw: dict[str, Any]) -> None:
 
     setup_model()
     torch.set_num_threads(int(os.environ.get("BENCH_TRAIN_THREADS", os.cpu_count() or 1)))
-    fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory}[kind]
+    fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory, "base": worker_base_score}[kind]
     print(json.dumps(fn(**kw)))
 
 

@@ -9,6 +9,14 @@ plain accumulation -> AdamW on the LoRA weights. Batches are random token ids of
 
     python3 bench/gpu_mistral7b.py --out results.jsonl          # on the GPU machine
     python3 bench/gpu_mistral7b.py --tiny --out /tmp/t.jsonl    # the same code, CPU, in seconds
+    python3 bench/gpu_mistral7b.py --speed --out speed.jsonl     # variable lengths: padding, grouping,
+                                                                 # --compile, --liger (issue 17; untested on GPU)
+
+``--speed`` draws E5-like lengths per example (query 30-50 tokens, documents 65-512 tokens, i.e.
+50-500 words), padded per micro-batch as training pads them: in file order ("varlen"), or
+length-grouped as ``--group-by-length`` does (a pool of 16 micro-batches sorted by length and cut,
+documents sorted into sub-batches: ``mghkit.train.loop.Batcher``), plain or with the model
+compiled (``--compile``) or Liger's kernels (``--liger``). Tokens/s counts real tokens only.
 
 One JSON line per configuration: tokens/s, examples/s, peak GPU memory, model FLOP utilisation
 (MFU) and the projected time of the paper's ~1,600 steps at effective batch 512.
@@ -51,6 +59,10 @@ class Setting:
     query_len: int | None = None  # tokens per query / per document; None: --seq
     doc_len: int | None = None
     adapter_bf16: bool = False  # LoraSettings.dtype: False = float32 (peft's default), True = base (bf16)
+    varlen: bool = False  # E5-like lengths per example, padded per micro-batch (--speed)
+    grouped: bool = False  # length grouping as --group-by-length does
+    compile: bool = False  # mghkit.train.speed.compile_model
+    liger: bool = False  # mghkit.train.speed.apply_liger
 
 
 def mistral_7b_config(tiny: bool) -> object:
@@ -91,7 +103,31 @@ def build(config: object, device: torch.device, setting: Setting, seq: int) -> o
     enc_config = EncoderConfig(base_model="mistral-7b-random", pooling=setting.pooling, max_length=seq,
                                dtype=str(dtype).removeprefix("torch."))  # fmt: skip
     lora = LoraSettings(dropout=setting.lora_dropout, dtype="base" if setting.adapter_bf16 else "float32")
-    return make_trainable(model, tiny_tokenizer(), enc_config, lora=lora, gradient_checkpointing=setting.checkpointing)
+    encoder = make_trainable(model, tiny_tokenizer(), enc_config, lora=lora,
+                             gradient_checkpointing=setting.checkpointing)  # fmt: skip
+    if setting.compile or setting.liger:
+        from mghkit.train.speed import apply_speedups
+
+        apply_speedups(encoder.model, compile=setting.compile, liger=setting.liger, device_type=device.type)
+    return encoder
+
+
+def varlen_lengths(n: int, seq: int, rng: object, tiny: bool) -> list[tuple[int, int, int]]:
+    """(query, positive, negative) token lengths of ``n`` E5-like examples, at most ``seq``."""
+    q_lo, q_hi, d_lo, d_hi = (4, 8, 6, 30) if tiny else (30, 50, 65, 650)
+    return [(min(seq, rng.randint(q_lo, q_hi)), min(seq, rng.randint(d_lo, d_hi)), min(seq, rng.randint(d_lo, d_hi)))  # type: ignore[attr-defined]
+            for _ in range(n)]  # fmt: skip
+
+
+def varlen_chunk(lengths: list[tuple[int, int, int]], vocab: int, gen: torch.Generator) -> tuple[list, list]:
+    """Query and document features of random ids with the given lengths (the Batcher's inputs)."""
+
+    def feat(k: int) -> tuple[list[int], list[int]]:
+        return torch.randint(4, vocab, (k,), generator=gen).tolist(), [1] * k
+
+    queries = [feat(q) for q, _, _ in lengths]
+    docs = [feat(p) for _, p, _ in lengths] + [feat(n) for _, _, n in lengths]
+    return queries, docs
 
 
 def random_batch(n: int, seq: int, vocab: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -113,6 +149,36 @@ def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device:
     vocab = model.config.vocab_size
     q_len, d_len = setting.query_len or seq, setting.doc_len or seq
     gen = torch.Generator().manual_seed(0)
+    import random
+
+    from mghkit.train.loop import Batcher
+
+    rng = random.Random(0)
+    batcher = Batcher(encoder, sort_documents=setting.grouped)  # type: ignore[arg-type]
+    real_tokens = [0]
+
+    def varlen_forward(chunk: dict[str, list]) -> tuple[torch.Tensor, ...]:
+        m = len(chunk["q"])
+        batcher.last_tokens = batcher.last_padded = 0
+        q = batcher._embed(chunk["q"], m, False)
+        d = batcher._embed(chunk["d"], m if setting.grouped else 2 * m, setting.grouped)
+        if torch.is_grad_enabled() or not setting.grad_cache:
+            real_tokens[0] += batcher.last_tokens
+        return (q, *d.split(m))
+
+    def varlen_chunks(accum: int) -> list[dict[str, list]]:
+        tiny = vocab < 1000
+        if not setting.grouped:
+            lengths = [varlen_lengths(setting.micro, seq, rng, tiny) for _ in range(accum)]
+        else:  # a pool sorted by length, cut into micro-batches, a random pick of them
+            pool = sorted(varlen_lengths(16 * setting.micro, seq, rng, tiny), key=sum)
+            cuts = [pool[k : k + setting.micro] for k in range(0, len(pool), setting.micro)]
+            lengths = [cuts[rng.randrange(len(cuts))] for _ in range(accum)]
+        out = []
+        for ls in lengths:
+            q, d = varlen_chunk(ls, vocab, gen)
+            out.append({"q": q, "d": d})
+        return out
 
     def forward(chunk: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         q = encoder.embed(chunk["q"])  # type: ignore[attr-defined]
@@ -120,10 +186,13 @@ def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device:
         return (q, *d.split(d.shape[0] // 2))
 
     def step(accum: int) -> float:
-        chunks = [{"q": random_batch(setting.micro, q_len, vocab, gen), "d": random_batch(2 * setting.micro, d_len, vocab, gen)}
-                  for _ in range(accum)]  # fmt: skip
+        if setting.varlen:
+            chunks: list = varlen_chunks(accum)
+        else:
+            chunks = [{"q": random_batch(setting.micro, q_len, vocab, gen), "d": random_batch(2 * setting.micro, d_len, vocab, gen)}
+                      for _ in range(accum)]  # fmt: skip
         backward = grad_cache_backward if setting.grad_cache else accumulate_backward
-        loss = backward(forward, chunks, lambda q, p, n: info_nce(q, p, n))
+        loss = backward(varlen_forward if setting.varlen else forward, chunks, lambda q, p, n: info_nce(q, p, n))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(loss)
@@ -145,15 +214,22 @@ def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
+    real_tokens[0] = 0
+    padded = 0
     for _ in range(steps):
         t0 = time.perf_counter()
         loss = step(setting.accum)
         sync()
         times.append(time.perf_counter() - t0)
-    tokens = setting.accum * setting.micro * (q_len + 2 * d_len)
-    best = min(times)
+    if setting.varlen:  # variable lengths: the mean step, real tokens only
+        tokens, best = real_tokens[0] // steps, sum(times) / steps
+        padded = batcher.last_padded
+    else:
+        tokens, best = setting.accum * setting.micro * (q_len + 2 * d_len), min(times)
     out = {"step_s": [round(t, 3) for t in times], "tokens_per_step": tokens, "tokens_per_s": round(tokens / best),
            "examples_per_s": round(setting.accum * setting.micro / best, 2), "loss": round(loss, 4)}  # fmt: skip
+    if padded:
+        out["last_micro_batch_padding"] = round(1 - batcher.last_tokens / padded, 3)
     if device.type == "cuda":
         out["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
@@ -169,6 +245,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated setting names")
     parser.add_argument("--variants", action="store_true", help="LoRA dropout / adapter dtype variants, micro 32")
     parser.add_argument("--preset", action="store_true", help="the paper preset's step at 512 and E5-like lengths")
+    parser.add_argument("--speed", action="store_true", help="variable lengths: grouping, --compile, --liger")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the first setting")
     args = parser.parse_args()
 
@@ -193,6 +270,15 @@ def main() -> None:
             replace(preset, name="preset lora-dtype base, 512/512", adapter_bf16=True),
             replace(preset, name="preset lora-dtype base, q40/d250", adapter_bf16=True, query_len=40, doc_len=250),
             replace(preset, name="preset lora-dtype float32, q40/d250", query_len=40, doc_len=250),
+        ]
+    if args.speed:  # issue 17: the paper preset's step at E5-like variable lengths
+        preset = Setting("speed", grad_cache=False, micro=64, accum=1, adapter_bf16=True, varlen=True,
+                         query_len=40, doc_len=340)  # fmt: skip  # the mean lengths, for the FLOP count
+        settings = [
+            replace(preset, name="speed varlen file order"),
+            replace(preset, name="speed varlen grouped", grouped=True),
+            replace(preset, name="speed varlen grouped compile", grouped=True, compile=True),
+            replace(preset, name="speed varlen grouped liger", grouped=True, liger=True),
         ]
     if args.tiny:
         settings = [

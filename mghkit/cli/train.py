@@ -112,6 +112,23 @@ def train(
     ] = None,
     device: Annotated[str | None, _opt("device", "Torch device, e.g. cuda, cuda:1, cpu.")] = None,
     threads: Annotated[int | None, _opt("threads", "CPU threads for torch.")] = None,
+    group_by_length: Annotated[
+        bool | None,
+        _opt(
+            "group_by_length",
+            "Within each stage, micro-batches of similar length (less padding; docs/training.md).",
+            "--group-by-length/--no-group-by-length",
+        ),
+    ] = None,
+    report_to: Annotated[
+        str | None, _opt("report_to", "none, tensorboard (RUN/tensorboard/) or trackio; beside metrics.jsonl.")
+    ] = None,
+    compile: Annotated[
+        bool | None, _opt("compile", "torch.compile the model (first steps compile).", "--compile/--no-compile")
+    ] = None,
+    liger: Annotated[
+        bool | None, _opt("liger", "Liger fused kernels (CUDA + liger-kernel only).", "--liger/--no-liger")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Contrastive (InfoNCE) fine-tuning of a bidirectional decoder, LoRA/QLoRA, curriculum order.
@@ -130,7 +147,7 @@ def train(
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_dtype=lora_dtype, quantize=quantize,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype, save_every=save_every,
         keep_checkpoints=keep_checkpoints, resume=resume, stop_after=stop_after, device=device, threads=threads,
-        progress=not quiet,
+        group_by_length=group_by_length, report_to=report_to, compile=compile, liger=liger, progress=not quiet,
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: process 0 reports
         return

@@ -79,6 +79,10 @@ class TrainArgs:
     preset: str | None = _opt(None, "none")
     threads: int | None = _opt(None, "torch's default")
     device: str | None = _opt(None, "cuda when available, else cpu")
+    group_by_length: bool = True  # micro-batches of similar length within each stage (docs/training.md)
+    report_to: str = "none"  # none | tensorboard | trackio (beside metrics.jsonl and loss.png)
+    compile: bool = False  # torch.compile the model (mghkit/train/speed.py)
+    liger: bool = False  # Liger fused kernels (CUDA + the liger-kernel package; refused elsewhere)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +132,13 @@ class TrainArgs:
             raise UsageError(f"unknown --lora-dtype {self.lora_dtype!r} (choose from float32, base)")
         if self.quantize not in (None, "4bit", "8bit"):
             raise UsageError(f"unknown --quantize {self.quantize!r} (choose from 4bit, 8bit)")
+        from mghkit.train.report import check_report_to
+
+        check_report_to(self.report_to)
+        if self.liger:
+            from mghkit.train.speed import check_liger
+
+            check_liger(None if self.device is None else self.device.split(":")[0])
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainArgs)}
@@ -135,7 +146,7 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 # The fields that must not change between a run and its --resume.
 RESUME_FIXED = ("base_model", "schedule", "pooling", "causal", "max_length", "steps", "epochs", "batch_size",
                 "grad_accum", "grad_cache", "lr", "warmup_steps", "temperature", "seed", "lora", "lora_r",
-                "lora_alpha", "lora_dropout", "lora_dtype", "quantize")  # fmt: skip
+                "lora_alpha", "lora_dropout", "lora_dtype", "quantize", "group_by_length")  # fmt: skip
 # What a run records beside its arguments in training_args.json (read back, not replayed).
 RECORDED = ("world_size", "warmup_steps_used", "dtype_used", "device_used")
 # Fields a config file does not replay: a replay is a new run unless --resume is given again.

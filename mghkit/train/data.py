@@ -13,7 +13,7 @@ import hashlib
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -236,6 +236,71 @@ def _run_steps(examples: list[Example], run: list[int], size: int, ks: range) ->
         yield Step(first.stage, first.level if len(levels) == 1 else "mixed", idx)
 
 
+def length_key(example: Example) -> int:
+    """The grouping key of an example: the characters of all its texts (a tokenizer-free proxy for
+    its tokens; the loop then sorts a micro-batch's documents by length, see ``Batcher``).
+
+    >>> length_key(Example(id="a", stage=1, level="low", query="q" * 5, positive="p" * 30, negative="n" * 10))
+    45
+    """
+    return len(example.instruction or "") + len(example.query) + len(example.positive) + len(example.negative)
+
+
+def group_by_length(examples: list[Example], group: int, *, seed: int = 0) -> list[Example]:
+    """Length-grouped order that keeps the curriculum: within each stage (a run of the same stage,
+    in file order), examples are sorted by :func:`length_key` (ties in a seeded order), cut into
+    groups of ``group`` (one micro-batch of all processes: batch x processes), and the groups are shuffled (seeded), so a
+    micro-batch holds texts of similar length and pads little. The stages keep their order and
+    their examples; only which examples share a micro-batch changes (see docs/training.md: the
+    in-batch negatives become examples of similar length). The short last group goes last, where
+    :func:`plan_steps` completes a stage's partial batch from the stage's start.
+
+    >>> ex = [Example(id=str(i), stage=1 + i // 4, level="low", query="q", positive="p" * n, negative="n")
+    ...       for i, n in enumerate([9, 1, 8, 2, 5, 50, 6, 40])]
+    >>> [e.id for e in group_by_length(ex, 2)]  # stage 1 = ids 0-3, stage 2 = ids 4-7
+    ['1', '3', '2', '0', '7', '5', '4', '6']
+    """
+    from mghkit.hashing import seeded_digest
+
+    out: list[Example] = []
+    for run in stage_runs(examples):
+        stage = examples[run[0]].stage
+        tie = {i: seeded_digest(seed, "group-by-length", str(stage), examples[i].id, str(i)) for i in run}
+        ordered = sorted(run, key=lambda i: (length_key(examples[i]), tie[i]))
+        groups = [ordered[k : k + group] for k in range(0, len(ordered), group)]
+        short = groups.pop() if groups and len(groups[-1]) < group else None
+        groups.sort(key=lambda g: seeded_digest(seed, "group-order", str(stage), *(examples[i].id for i in g)))
+        if short is not None:
+            groups.append(short)
+        out.extend(examples[i] for g in groups for i in g)
+    return out
+
+
+def padding_fraction(examples: list[Example], indices: Sequence[int], group: int, count: Callable[[str], int],
+                     *, sort_documents: bool = False) -> float:  # fmt: skip
+    """The share of padding tokens when ``indices`` are cut into micro-batches of ``group``, each
+    padded as training pads it: queries to the longest query; the positives and negatives together
+    to the longest of them, or (``sort_documents``, as the loop does with grouping on) sorted by
+    length and cut into sub-batches of ``group``. ``count``: a text's length (a tokenizer, ``len``).
+
+    >>> ex = [Example(id=str(i), stage=1, level="low", query="qq", positive="p" * n, negative="n" * n)
+    ...       for i, n in enumerate([2, 6, 2, 6])]
+    >>> round(padding_fraction(ex, [0, 1, 2, 3], 2, len), 3), padding_fraction(ex, [0, 2, 1, 3], 2, len)
+    (0.286, 0.0)
+    >>> padding_fraction(ex, [0, 1, 2, 3], 2, len, sort_documents=True)
+    0.0
+    """
+    real = padded = 0
+    for k in range(0, len(indices), group):
+        chunk = [examples[i] for i in indices[k : k + group]]
+        q = [count((e.instruction or "") + e.query) for e in chunk]
+        d = [count(t) for e in chunk for t in (e.positive, e.negative)]
+        real += sum(q) + sum(d)
+        parts = [sorted(d)[j : j + group] for j in range(0, len(d), group)] if sort_documents else [d]
+        padded += max(q) * len(q) + sum(max(p) * len(p) for p in parts)
+    return 1 - real / padded if padded else 0.0
+
+
 def check_out(out: str | Path, *, resume: bool) -> None:
     """The run dir can take this run: a new dir (or one without a run), or one to resume, in a
     place this process may write (a read-only folder fails here, before any model loads)."""
@@ -282,5 +347,8 @@ def prepare(args: Any, world_size: int | None = None) -> tuple[TrainData, list[S
 
         parse_schedule(args.schedule)  # a typo still fails
         data.extra["note"] = f"--schedule {args.schedule} ignored: the file is a curriculum, trained in file order"
+    if getattr(args, "group_by_length", False):
+        # one group = one global micro-batch (its processes each take a contiguous, similar slice)
+        data.examples = group_by_length(data.examples, args.batch_size * world, seed=args.seed)
     plan = plan_steps(data.examples, args.batch_size * args.grad_accum * world, steps=args.steps, epochs=args.epochs)
     return data, plan

@@ -81,21 +81,44 @@ def _encoder_config(args: TrainArgs, device: torch.device) -> EncoderConfig:
 
 
 class Batcher:
-    """Examples -> embeddings (queries with their instruction, documents without)."""
+    """Examples -> embeddings (queries with their instruction, documents without).
 
-    def __init__(self, encoder: Encoder) -> None:
+    ``sort_documents`` (on with ``--group-by-length``): a micro-batch's positives and negatives are
+    sorted by token length and embedded in sub-batches of ``len(chunk)`` texts, so a short
+    negative is not padded to its long positive's length; the embeddings come back in order.
+    An embedding does not depend on the padding around it, so the loss is the same either way
+    (tests/train/test_speed.py); only the compute spent on padding falls.
+    """
+
+    def __init__(self, encoder: Encoder, *, sort_documents: bool = False) -> None:
         self.encoder = encoder
+        self.sort_documents = sort_documents
         self.last_tokens = 0
+        self.last_padded = 0  # tokens including padding (what the model computes on)
 
     def __call__(self, chunk: list[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         enc = self.encoder
-        q_batch = enc.collate([enc.features(e.query, e.instruction or None) for e in chunk])
-        d_batch = enc.collate([enc.features(t) for t in [e.positive for e in chunk] + [e.negative for e in chunk]])
-        q = enc.embed(q_batch)
-        d = enc.embed(d_batch)
-        self.last_tokens = int(q_batch["attention_mask"].sum() + d_batch["attention_mask"].sum())
+        self.last_tokens = self.last_padded = 0
+        q = self._embed([enc.features(e.query, e.instruction or None) for e in chunk], len(chunk), False)
+        docs = [enc.features(t) for t in [e.positive for e in chunk] + [e.negative for e in chunk]]
+        d = self._embed(docs, len(chunk) if self.sort_documents else len(docs), self.sort_documents)
         p, n = d.split(len(chunk))
         return q, p, n
+
+    def _embed(self, feats: list[Any], size: int, by_length: bool) -> torch.Tensor:
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i][0])) if by_length else list(range(len(feats)))
+        parts = []
+        for k in range(0, len(order), size):
+            batch = self.encoder.collate([feats[i] for i in order[k : k + size]])
+            parts.append(self.encoder.embed(batch))
+            self.last_tokens += int(batch["attention_mask"].sum())
+            self.last_padded += int(batch["attention_mask"].numel())
+        vectors = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if not by_length:
+            return vectors
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return vectors[inverse.to(vectors.device)]
 
 
 @contextmanager
@@ -158,6 +181,10 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
     encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
                                       gradient_checkpointing=args.gradient_checkpointing, device=device, seed=args.seed)  # fmt: skip
     model = encoder.model
+    if args.compile or args.liger:
+        from mghkit.train.speed import apply_speedups
+
+        apply_speedups(model, compile=args.compile, liger=args.liger, device_type=device.type)
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = args.warmup_steps if args.warmup_steps is not None else math.ceil(0.1 * len(plan))
@@ -177,30 +204,32 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
         rundir.save_lineage(out, {**data.lineage(), "steps": len(plan), "examples_per_step": len(plan[0].indices)})
         _truncate_metrics(out / rundir.METRICS_FILE, start)
 
-    batcher = Batcher(encoder)
+    batcher = Batcher(encoder, sort_documents=args.group_by_length)
 
     def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         return info_nce(gather_with_grad(q), gather_with_grad(p), gather_with_grad(n), temperature=args.temperature)
 
-    tokens_seen = 0
+    tokens_seen = padded_seen = 0
 
     def forward(chunk: list[Example]) -> tuple[torch.Tensor, ...]:
-        nonlocal tokens_seen
+        nonlocal tokens_seen, padded_seen
         result = batcher(chunk)
         if not torch.is_grad_enabled() or not args.grad_cache:  # count each example once
             tokens_seen += batcher.last_tokens
+            padded_seen += batcher.last_padded
         return result
 
     losses: list[float] = []
+    reporter = _open_reporter(args, out, fixed, start) if main else None
     progress = Progress(console, total=len(plan), start=start, enabled=main and show_progress)
     t_run = time.perf_counter()
     model.train()
-    with progress:
+    with progress, _closing(reporter):
         end = len(plan) if args.stop_after is None else min(len(plan), max(start, args.stop_after))
         for i in range(start, end):
             step = plan[i]
             t0 = time.perf_counter()
-            tokens_seen = 0
+            tokens_seen = padded_seen = 0
             chunks = _my_chunks(data.examples, step, args, dist)
             backward = grad_cache_backward if args.grad_cache else accumulate_backward
             loss = backward(forward, chunks, loss_fn)
@@ -212,15 +241,17 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t0
-            tokens = all_reduce_sum(tokens_seen)
+            tokens, padded = all_reduce_sum(tokens_seen), all_reduce_sum(padded_seen)
             value = float(loss.item())
             losses.append(value)
             row = {"step": i + 1, "stage": step.stage, "level": step.level, "loss": round(value, 6), "lr": lr,
                    "examples": len(step.indices), "tokens": int(tokens), "step_s": round(seconds, 3),
                    "tokens_per_s": round(tokens / seconds, 1), "examples_per_s": round(len(step.indices) / seconds, 2),
-                   "elapsed_s": round(time.perf_counter() - t_run, 2)}  # fmt: skip
+                   "elapsed_s": round(time.perf_counter() - t_run, 2),
+                   "padding": round(1 - tokens / padded, 4) if padded else 0.0}  # fmt: skip
             if main:
                 _append_metrics(out / rundir.METRICS_FILE, row)
+                reporter.log(row)  # type: ignore[union-attr]
             progress.update(row)
             if (i + 1) % args.save_every == 0 or i + 1 == end:
                 _save_checkpoint(out, i + 1, model, optimizer, scheduler, state, dist, args.keep_checkpoints, device)
@@ -232,6 +263,21 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
     barrier()
     return TrainResult(out=out, steps=end, total_steps=len(plan), final_loss=losses[-1] if losses else float("nan"),
                        losses=losses, seconds=time.perf_counter() - t_run, finished=finished)  # fmt: skip
+
+
+def _open_reporter(args: TrainArgs, out: Path, config: dict[str, Any], start: int) -> Any:
+    from mghkit.train.report import open_reporter
+
+    return open_reporter(args.report_to, out, config=config, start=start)
+
+
+@contextmanager
+def _closing(reporter: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if reporter is not None:
+            reporter.close()
 
 
 def _my_chunks(examples: list[Example], step: Step, args: TrainArgs, dist: DistInfo) -> list[list[Example]]:
@@ -254,7 +300,8 @@ def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, schedu
     saved = checkpoint.read_state(ckpt)
     if saved.get("data_sha256") != state["data_sha256"]:
         raise UsageError(f"{out}: --resume with a different training file (sha256 differs from the run's)")
-    changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k) != v]
+    legacy = {"group_by_length": False}  # runs saved before the setting existed trained in file order
+    changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k, legacy.get(k)) != v]
     if changed:
         raise UsageError(f"{out}: --resume with changed settings: {', '.join(changed)} (resume needs the same ones)")
     if saved.get("world_size", 1) != dist.world_size:

@@ -87,6 +87,10 @@ def fine_tune(
     threads: int | None = None,
     device: str | None = None,
     extra: dict[str, Any] | None = None,
+    group_by_length: bool | None = None,
+    report_to: str | None = None,
+    compile: bool | None = None,
+    liger: bool | None = None,
     preset: str | None = None,
     config: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -116,7 +120,8 @@ def fine_tune(
              "lora_dropout": lora_dropout, "lora_dtype": lora_dtype, "quantize": quantize,
              "gradient_checkpointing": gradient_checkpointing, "dtype": dtype, "save_every": save_every,
              "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
-             "device": device, "extra": extra}  # fmt: skip
+             "device": device, "extra": extra, "group_by_length": group_by_length, "report_to": report_to,
+             "compile": compile, "liger": liger}  # fmt: skip
     config = None if config is None else os.fspath(config)
     from mghkit.train.data import check_base_model, prepare
 
