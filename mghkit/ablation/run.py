@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mghkit.ablation.data import check_leakage, default_data
-from mghkit.ablation.grid import BASE, Cell, Grid
+from mghkit.ablation.grid import ALL_POOLINGS, BASE, Cell, Grid
 from mghkit.ablation.report import AblationReport, build_report
 from mghkit.errors import UsageError
 from mghkit.jsonl import write_json_atomic
@@ -91,6 +91,8 @@ def ablate(
     encoder = is_sentence_encoder(base)
     if poolings is None and not grid_given:
         poolings = DEFAULT_POOLINGS if encoder else DEFAULT_DECODER_POOLINGS
+    elif poolings is None:  # every pooling that applies to the base
+        poolings = [p for p in ALL_POOLINGS if not (encoder and p == "ata")]
     grid = Grid.parse(schedules=schedules if grid_given else DEFAULT_SCHEDULES, poolings=poolings,
                       seeds=seeds if seeds is not None else (DEFAULT_SEEDS if not grid_given else 1))  # fmt: skip
     if encoder and "ata" in grid.poolings:
@@ -111,7 +113,7 @@ def ablate(
     elif not (beir or sts or tasks):
         raise UsageError("give held-out data to score the cells: --eval-beir DIR, --eval-sts FILE or --tasks")
     records = check_leakage(triplets, beir)
-    _check_train_options(str(triplets), base, grid, steps, options, config)
+    _check_train_options(str(triplets), base, grid, steps, options, config, out)
     log.info("ablation: %d training records; %d cells (%d schedules x %d poolings x %d seeds) + %d base rows",
              records, len(grid.cells()), len(grid.schedules), len(grid.poolings), len(grid.seeds),
              len(grid.poolings))  # fmt: skip
@@ -160,14 +162,19 @@ def _train_options(options: dict[str, Any] | None, max_length: int | None) -> di
 
 
 def _check_train_options(triplets: str, base: str, grid: Grid, steps: int, options: dict[str, Any],
-                         config: str | Path | None) -> None:  # fmt: skip
-    """The training options of every cell, checked as ``fine_tune`` would, before any cell trains."""
-    from mghkit.train.args import make_args
+                         config: str | Path | None, out: Path) -> None:  # fmt: skip
+    """Every schedule's training, checked and planned as ``fine_tune`` would (options, the whole
+    file, steps against stages), before any cell trains. No torch, no model."""
+    from dataclasses import replace
 
-    for cell in grid.cells()[:1]:
-        given = {"base_model": base, "out": "<cell>", "schedule": cell.schedule, "pooling": cell.pooling,
-                 "seed": cell.seed, "steps": steps, **options}  # fmt: skip
-        make_args(triplets, given, config=None if config is None else str(config)).check()
+    from mghkit.train.args import make_args
+    from mghkit.train.data import prepare
+
+    for schedule in grid.schedules:
+        given = {"base_model": base, "out": str(out / ".check"), "schedule": schedule, "pooling": grid.poolings[0],
+                 "seed": grid.seeds[0], "steps": steps, **options}  # fmt: skip
+        args = make_args(triplets, given, config=None if config is None else str(config))
+        prepare(replace(args, resume=False))
 
 
 class _Runner:
