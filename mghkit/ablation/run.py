@@ -9,6 +9,7 @@ score each with ``mghkit.evaluate``, and report the paper's claims (docs/ablatio
 Layout of ``out``::
 
     cells/<schedule>__<pooling>__s<seed>/   an ordinary run dir (eval, pool-inspect, export load it)
+        ablation_cell.json                   what it was trained with (a rerun with other settings stops)
         ablation_eval.json                   the cell's evaluation (reused by a rerun)
     base/ablation_eval.json                  the untrained base, every pooling from one forward pass
     data/                                    the default data (bundled man-pages split), when used
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ablate"]
 
 EVAL_FILE = "ablation_eval.json"
+CELL_FILE = "ablation_cell.json"
 DEFAULT_SCHEDULES = ("coarse-to-fine", "fine-to-coarse", "random", "all", "fixed:high")
 DEFAULT_POOLINGS = ("mean",)
 DEFAULT_DECODER_POOLINGS = ("mean", "ata")
@@ -124,6 +126,7 @@ def ablate(
                 "train_options": options, "config": None if config is None else str(config), "eval": eval_args,
                 "schedules": list(grid.schedules), "poolings": list(grid.poolings), "seeds": list(grid.seeds)}  # fmt: skip
     runner = _Runner(out, grid, base, str(triplets), steps, options, config, eval_args, threads, progress)
+    runner.check_cells()
     scores, timings = runner.run()
     report = build_report(grid, scores, settings=settings, timings=timings)
     report.save(out)
@@ -202,10 +205,27 @@ class _Runner:
         self.progress("done", total, total)
         return scores, self.timings
 
-    def _evaluate(self, model: Any, out: Path, poolings: list[str] | None) -> dict[str, Any]:
+    def check_cells(self) -> None:
+        """A cell dir trained with other settings (steps, options, base) is never mixed in: one line
+        before anything trains."""
+        for cell in self.grid.cells():
+            file = self.out / "cells" / cell.name / CELL_FILE
+            if not file.is_file():
+                continue
+            try:
+                saved = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            wanted = json.loads(json.dumps(self._train_key(cell), default=str))
+            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            if changed:
+                raise UsageError(f"{file.parent}: trained with other settings ({', '.join(changed)} differ); "
+                                 "choose another --out, or remove that cell to train it again")  # fmt: skip
+
+    def _evaluate(self, model: Any, poolings: list[str] | None) -> dict[str, Any]:
         import mghkit
 
-        report = mghkit.evaluate([model], poolings=poolings, cache=False, out=out, **self.eval_args)
+        report = mghkit.evaluate([model], poolings=poolings, cache=False, **self.eval_args)
         return report.to_dict()
 
     def _base(self) -> dict[str, dict[str, float]]:
@@ -220,7 +240,7 @@ class _Runner:
             t0 = time.perf_counter()
             file.parent.mkdir(parents=True, exist_ok=True)
             enc = mghkit.load_encoder(self.base, max_length=self.options.get("max_length"))
-            done = self._evaluate(enc, file, list(self.grid.poolings))
+            done = self._evaluate(enc, list(self.grid.poolings))
             done["ablation_key"] = self._key(None)
             write_json_atomic(file, done)
             self.timings["base_eval_s"] += time.perf_counter() - t0
@@ -238,24 +258,32 @@ class _Runner:
             if not (run_dir / RUN_CONFIG).is_file():
                 t0 = time.perf_counter()
                 resume = has_checkpoint(run_dir)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(run_dir / CELL_FILE, self._train_key(cell))
                 log.info("cell %s: %s", cell.name, "resuming from its checkpoint" if resume else "training")
                 mghkit.fine_tune(self.triplets, out=run_dir, base_model=self.base, schedule=cell.schedule,
                                  pooling=cell.pooling, seed=cell.seed, steps=self.steps, resume=resume,
                                  config=self.config, threads=self.threads, progress=False, **self.options)  # fmt: skip
                 self.timings["train_s"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            done = self._evaluate(str(run_dir), file, None)
+            done = self._evaluate(str(run_dir), None)
             done["ablation_key"] = self._key(cell)
             write_json_atomic(file, done)
             self.timings["eval_s"] += time.perf_counter() - t0
         return _metrics(done, done["rows"][0])
+
+    def _train_key(self, cell: Cell) -> dict[str, Any]:
+        """What a cell's training depends on (saved in the cell as ``ablation_cell.json``)."""
+        return {"triplets": self.triplets, "base_model": self.base, "schedule": cell.schedule, "pooling": cell.pooling,
+                "seed": cell.seed, "steps": self.steps, "train_options": self.options,
+                "config": None if self.config is None else str(self.config)}  # fmt: skip
 
     def _key(self, cell: Cell | None) -> dict[str, Any]:
         """What a cached evaluation must match to be reused."""
         key = {"eval": self.eval_args, "base_model": self.base}
         if cell is None:
             return {**key, "poolings": list(self.grid.poolings)}
-        return {**key, "cell": cell.name, "steps": self.steps, "train_options": self.options}
+        return {**key, **self._train_key(cell)}
 
 
 def _read_eval(file: Path, key: dict[str, Any]) -> dict[str, Any] | None:
