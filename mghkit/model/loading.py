@@ -268,8 +268,10 @@ def is_sentence_encoder(name: str) -> bool:
             except (OSError, ValueError):
                 return False
             archs = data.get("architectures") or []
-            decoder = data.get("model_type") in DECODER_TYPES or data.get("is_decoder") or any(
-                str(a).endswith("ForCausalLM") for a in archs
+            decoder = (
+                data.get("model_type") in DECODER_TYPES
+                or data.get("is_decoder")
+                or any(str(a).endswith("ForCausalLM") for a in archs)
             )
             return not decoder
     return False
