@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "EncoderConfig": "mghkit.model.config",
     "evaluate": "mghkit.evaluation.run",
     "export": "mghkit.exporting.run",
+    "ablate": "mghkit.ablation.run",
     # records and files
     "Task": "mghkit.schema",
     "Triplet": "mghkit.schema",
@@ -77,6 +78,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from mghkit.ablation.run import ablate  # noqa: F401
     from mghkit.errors import InputError, MghkitError, RuntimeFailure, UsageError  # noqa: F401
     from mghkit.evaluation.run import evaluate  # noqa: F401
     from mghkit.exporting.run import export  # noqa: F401

@@ -9,6 +9,8 @@ Schedules (stage 1 first):
     fine-to-coarse   high, medium, medium-low, low      (the reverse ablation)
     random           every level of every query, shuffled together in one stage
     fixed:LEVEL      only that level, one stage
+    all              no curriculum: each query's four examples kept together (queries shuffled), so
+                     a step holds every query's four negatives at once (the baseline to beat)
 
 ``stages=N`` groups the schedule's levels into N consecutive stages (e.g. 2 for coarse-to-fine:
 low + medium-low, then medium + high). ``stage_size=N`` keeps at most N examples per stage (the
@@ -50,7 +52,7 @@ from mghkit.schema import DEFAULT_INSTRUCTION, LEVELS, Example, Triplet, st_anch
 from mghkit.validate.checks import canonical_level
 
 COARSE_TO_FINE: tuple[str, ...] = tuple(reversed(LEVELS))  # low .. high
-SCHEDULES: tuple[str, ...] = ("coarse-to-fine", "fine-to-coarse", "random", *(f"fixed:{lv}" for lv in LEVELS))
+SCHEDULES: tuple[str, ...] = ("coarse-to-fine", "fine-to-coarse", "random", *(f"fixed:{lv}" for lv in LEVELS), "all")
 Missing = Literal["skip", "drop", "error"]
 Format = Literal["mghkit", "sentence-transformers"]
 FORMATS: tuple[str, ...] = ("mghkit", "sentence-transformers")
@@ -75,7 +77,7 @@ def parse_schedule(text: str, stages: int | None = None) -> Schedule:
     (('high',),)
     >>> parse_schedule("hard-first")
     Traceback (most recent call last):
-    mghkit.errors.UsageError: unknown schedule 'hard-first'; valid: coarse-to-fine, fine-to-coarse, random, fixed:high, fixed:medium, fixed:medium-low, fixed:low
+    mghkit.errors.UsageError: unknown schedule 'hard-first'; valid: coarse-to-fine, fine-to-coarse, random, fixed:high, fixed:medium, fixed:medium-low, fixed:low, all
     """
     name = text.strip().lower()
     if name not in SCHEDULES:
@@ -89,7 +91,7 @@ def parse_schedule(text: str, stages: int | None = None) -> Schedule:
         return Schedule(name, tuple(tuple(order[cuts[i] : cuts[i + 1]]) for i in range(n)))
     if stages not in (None, 1):
         raise UsageError(f"--stages {stages}: schedule {name} has one stage")
-    if name == "random":
+    if name in ("random", "all"):
         return Schedule(name, (LEVELS,))
     return Schedule(name, ((name.split(":", 1)[1],),))
 
@@ -289,8 +291,9 @@ def _iter_numbered(
         for i, t in enumerate(kept):
             for lv in group:
                 if (t.negative(lv) or "").strip():
-                    items.append((_order_key(seed, example_id(t, lv)), i, lv))
-        items.sort()
+                    key = _order_key(seed, t.id) if plan.name == "all" else _order_key(seed, example_id(t, lv))
+                    items.append((key, i, lv))
+        items.sort()  # "all": one key per query, so its four examples stay together
         if stage_size is not None and len(items) > stage_size:
             stats.truncated[number] = len(items) - stage_size
             items = items[:stage_size]

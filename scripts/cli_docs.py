@@ -17,7 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "docs" / "cli.md"
 WIDTH = 100
 # The pipeline's order; commands not listed here follow in the CLI's own order.
-ORDER = ("brainstorm", "generate", "mine", "validate", "curriculum", "train", "pool-inspect", "eval", "export")
+ORDER = (
+    "brainstorm",
+    "generate",
+    "mine",
+    "validate",
+    "curriculum",
+    "train",
+    "pool-inspect",
+    "eval",
+    "export",
+    "ablate",
+)
 GUIDES = {
     "brainstorm": "synthesis.md",
     "generate": "synthesis.md",

@@ -250,3 +250,38 @@ def test_generate_batch_and_deployments_bad_input(tmp_path, capfd, extra, needle
     assert needle in one_line(capfd.readouterr().err)
     assert out.read_text() == '{"earlier": "output"}\n'
     assert not (tmp_path / "c" / "batches.sqlite3").exists()  # nothing was submitted, nor recorded
+
+
+# ----------------------------------------------------------------------------- ablate
+def heldout_beir(tmp_path: Path, query: str) -> Path:
+    d = tmp_path / "beir"
+    (d / "qrels").mkdir(parents=True)
+    (d / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "", "text": "a document"}) + "\n")
+    (d / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": query}) + "\n")
+    (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    return d
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--schedules", "sideways"], "--schedules: unknown schedule 'sideways'; valid: coarse-to-fine"),
+        (["--poolings", "max"], "--poolings: unknown pooling 'max'; valid: ata, mean, last, weighted-mean"),
+        (["--seeds", "3", "--max-cells", "10"], "more than --max-cells 10"),
+        (["--poolings", "ata"], "--poolings ata: "),  # the default base is an encoder: ATA is for decoders
+        (["--train-option", "bogus=1"], "--train-option 'bogus=1': expected KEY=VALUE"),
+        (["--train-option", "lora_dropout=1.5"], "--lora-dropout must be in [0, 1)"),
+        (["--grid", "coarse-to-fine"], "--grid 'coarse-to-fine': expected 'SCHEDULES x POOLINGS'"),
+        (["LEAK"], "is also the training query of"),
+        (["--steps", "2", "--batch-size", "1"], "--steps 2 is fewer than the 4 stages"),  # checked per schedule
+    ],
+)
+def test_ablate_refuses_before_training(tmp_path, capfd, args, needle):
+    p = make_input(tmp_path, GOOD.replace("fine", "other").encode())
+    query = "leaked" if "LEAK" not in args else json.loads(GOOD)["query"].upper()  # case-folded match
+    beir = heldout_beir(tmp_path, query)
+    out = tmp_path / "abl"
+    args = [a for a in args if a != "LEAK"]
+    assert run_main("ablate", str(p), "--eval-beir", str(beir), "--out", str(out), *args) == 2
+    assert needle in one_line(capfd.readouterr().err)
+    assert not (out / "cells").exists()  # nothing trained

@@ -96,7 +96,7 @@ def curriculum(
     schedule: Annotated[
         str,
         typer.Option(
-            help="coarse-to-fine (low -> high), fine-to-coarse, random, or fixed:LEVEL (high, medium, medium-low, low)."
+            help="coarse-to-fine (low -> high), fine-to-coarse, random, fixed:LEVEL (high, medium, medium-low, low), or all (each query's four negatives together, no curriculum)."
         ),
     ] = "coarse-to-fine",
     seed: Seed = 0,

@@ -97,3 +97,10 @@ def setup_eval(threads: int | None = None, cache_dir: str | None = None) -> None
         import torch
 
         torch.set_num_threads(threads)
+
+
+def setup_ablate(threads: int | None = None) -> None:
+    """ablate: what eval and train set up, and the per-task evaluation lines quiet (the grid's
+    progress bar and its report replace them)."""
+    setup_eval(threads=threads)
+    logging.getLogger("mghkit.evaluation").setLevel(logging.WARNING)

@@ -52,7 +52,7 @@ def train(
         str | None, typer.Option(help=f"{describe_presets()}. Options given win.", show_default=False)
     ] = None,
     schedule: Annotated[
-        str | None, _opt("schedule", "Triplet files: coarse-to-fine, fine-to-coarse, random, fixed:<level>.")
+        str | None, _opt("schedule", "Triplet files: coarse-to-fine, fine-to-coarse, random, fixed:<level>, all.")
     ] = None,
     pooling: Annotated[str | None, _opt("pooling", "ata, mean, last, weighted-mean.")] = None,
     causal: Annotated[

@@ -247,6 +247,49 @@ def set_attention(config: Any, bidirectional: bool) -> None:
         config.layer_types = ["full_attention"] * len(config.layer_types)
 
 
+def is_sentence_encoder(name: str) -> bool:
+    """True when ``name`` (a model dir, a sentence-transformers dir or a run dir trained on one) is
+    a bidirectional encoder (BERT-like), not a decoder: read from its ``config.json`` without
+    importing transformers. ``local`` and Hugging Face ids answer False (decoders, or unknown).
+
+    >>> is_sentence_encoder("local")
+    False
+    """
+    path = Path(name).expanduser()
+    if name == LOCAL_NAME or not path.is_dir():
+        return False
+    if is_run_dir(path):
+        base = read_run_config(path).get("base_model")
+        return isinstance(base, str) and base != name and is_sentence_encoder(base)
+    for cfg in (path / "config.json", path / "0_Transformer" / "config.json"):
+        if cfg.is_file():
+            try:
+                data = json.loads(cfg.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return False
+            archs = data.get("architectures") or []
+            decoder = (
+                data.get("model_type") in DECODER_TYPES
+                or data.get("is_decoder")
+                or any(str(a).endswith("ForCausalLM") for a in archs)
+            )
+            return not decoder
+    return False
+
+
+def check_encoder_options(base_model: str, *, pooling: str | None, causal: bool) -> None:
+    """An encoder base refuses what only applies to decoders: ATA pooling (docs/ata.md: defined
+    on a decoder's last-layer attention) and the causal/bidirectional switch (an encoder is
+    bidirectional already). One line, before any model loads."""
+    if not is_sentence_encoder(base_model):
+        return
+    if pooling == "ata":
+        raise UsageError(f"--pooling ata: {base_model} is an encoder; ATA applies to decoders only "
+                         "(choose mean, last or weighted-mean)")  # fmt: skip
+    if causal:
+        raise UsageError(f"--causal: {base_model} is an encoder; the bidirectional switch applies to decoders only")
+
+
 def _is_causal_lm(config: Any) -> bool:
     return any(a.endswith("ForCausalLM") for a in (getattr(config, "architectures", None) or []))
 

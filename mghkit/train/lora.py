@@ -18,6 +18,9 @@ from mghkit.model.config import EncoderConfig
 from mghkit.model.encoder import Encoder
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# BERT-like encoders (a sentence-transformers base such as all-MiniLM-L6-v2): used when none of
+# the decoder targets exist and the settings kept the default targets
+ENCODER_LORA_TARGETS = ("query", "key", "value", "dense")
 QUANTIZE = ("4bit", "8bit")
 LORA_DTYPES = ("float32", "base")
 
@@ -126,6 +129,8 @@ def make_trainable(
 
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         targets = [t for t in lora.targets if t in present]
+        if not targets and lora.targets == LORA_TARGETS:
+            targets = [t for t in ENCODER_LORA_TARGETS if t in present]
         if not targets:
             raise UsageError(f"{config.base_model}: none of the LoRA target modules {', '.join(lora.targets)} exist")
         if lora.dtype not in LORA_DTYPES:

@@ -123,11 +123,13 @@ def fine_tune(
              "device": device, "extra": extra, "group_by_length": group_by_length, "report_to": report_to,
              "compile": compile, "liger": liger}  # fmt: skip
     config = None if config is None else os.fspath(config)
+    from mghkit.model.loading import check_encoder_options
     from mghkit.train.data import check_base_model, prepare
 
     if examples is None or isinstance(examples, str | os.PathLike):
         args = make_args(None if examples is None else os.fspath(examples), given, preset=preset, config=config)
         check_base_model(args.base_model)
+        check_encoder_options(args.base_model, pooling=args.pooling, causal=args.causal)
         if is_special(args.data):  # '-', a FIFO, <(...): read once into the run dir
             args, prepared = _prepare_stream(args)
         else:
@@ -136,6 +138,7 @@ def fine_tune(
         records = _records_text(examples)
         args = make_args(DATA_FILE, given, preset=preset, config=config)
         check_base_model(args.base_model)
+        check_encoder_options(args.base_model, pooling=args.pooling, causal=args.causal)
         args = replace(args, data=str(Path(args.out) / DATA_FILE))
         _write_records(Path(args.data), records, resume=args.resume, out=args.out)
         prepared = prepare(args)
