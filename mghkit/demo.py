@@ -105,11 +105,12 @@ def manpages_split(seed: int = 0, *, heldout: float = 0.2, max_test: int | None 
     return PublicSplit(corpus, data.queries, data.qrels, pairs, docs, test_q, held)
 
 
-def mine_public_triplets(split: PublicSplit, seed: int = 0) -> list[Any]:
-    """BM25-graded triplets of the training pairs (ids ``manpages-<query id>``)."""
+def mine_public_triplets(split: PublicSplit, seed: int = 0, **options: Any) -> list[Any]:
+    """Graded triplets of the training pairs (ids ``manpages-<query id>``), by ``mghkit.mine``
+    (``options``: its keyword arguments, e.g. ``retriever``, ``bands``, ``margin``)."""
     from mghkit.mining import mine
 
-    triplets = mine(split.train_pairs, corpus=split.train_corpus, seed=seed, kind="short-long")
+    triplets = mine(split.train_pairs, corpus=split.train_corpus, seed=seed, kind="short-long", **options)
     for t in triplets:
         t.meta["query_id"] = t.id
         t.id = f"manpages-{t.id}"
