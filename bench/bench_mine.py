@@ -136,23 +136,25 @@ def run() -> str:
                 f"{med['st'] / warm:.2f}x | - | - |")  # fmt: skip
     assert stats is not None
     dropped = ", ".join(f"{k} {v}" for k, v in stats.dropped.most_common())
-    return "\n".join([
-        "## mine: graded negatives vs sentence-transformers' mine_hard_negatives",
-        "",
-        f"{len(pairs)} man-pages pairs, a corpus of {len(corpus):,} documents ({len(extra)} of them known extra "
-        f"positives: a re-cased copy and a rewrite of each positive), embedder all-MiniLM-L6-v2 on the CPU, "
-        f"exact search, median of {repeats} alternating repeats (a shared, noisy machine: read ratios, not "
-        "seconds). A false negative is a mined negative that is a known extra positive.",
-        "",
-        "| run | seconds | pairs/s | speed vs ST defaults | false-negative share of negatives | pairs with one |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        f"mghkit's filters dropped (dense run): {dropped}.",
-        "",
-        f"Scaling (bm25, measured): {small:.1f} s at {n_small:,} documents, {big:.1f} s at {n_big:,} for "
-        f"{len(pairs)} pairs; linear in the corpus size that is {bm25_1m * 1000:.0f} ms per pair at 1M documents "
-        f"({bm25_1m * 1e6 / 3600:.0f} h per million pairs on one core; `--workers` splits it). Dense at 1M: "
-        f"encoding the corpus once at the measured {encode_rate:.0f} docs/s is {1e6 / encode_rate / 3600:.1f} h "
-        "(then cached), and the search is a faiss HNSW index (`--exact-max`).",
-    ])
+    return "\n".join(
+        [
+            "## mine: graded negatives vs sentence-transformers' mine_hard_negatives",
+            "",
+            f"{len(pairs)} man-pages pairs, a corpus of {len(corpus):,} documents ({len(extra)} of them known extra "
+            f"positives: a re-cased copy and a rewrite of each positive), embedder all-MiniLM-L6-v2 on the CPU, "
+            f"exact search, median of {repeats} alternating repeats (a shared, noisy machine: read ratios, not "
+            "seconds). A false negative is a mined negative that is a known extra positive.",
+            "",
+            "| run | seconds | pairs/s | speed vs ST defaults | false-negative share of negatives | pairs with one |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"mghkit's filters dropped (dense run): {dropped}.",
+            "",
+            f"Scaling (bm25, measured): {small:.1f} s at {n_small:,} documents, {big:.1f} s at {n_big:,} for "
+            f"{len(pairs)} pairs; linear in the corpus size that is {bm25_1m * 1000:.0f} ms per pair at 1M documents "
+            f"({bm25_1m * 1e6 / 3600:.0f} h per million pairs on one core; `--workers` splits it). Dense at 1M: "
+            f"encoding the corpus once at the measured {encode_rate:.0f} docs/s is {1e6 / encode_rate / 3600:.1f} h "
+            "(then cached), and the search is a faiss HNSW index (`--exact-max`).",
+        ]
+    )

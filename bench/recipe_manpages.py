@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--max-docs", type=int, default=500, help="docs to rank (0: the full corpus)")
+    ap.add_argument("--max-test-queries", type=int, default=None, help="held-out queries to score (default: all)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     setup_model()
     figures = run_recipe(a.out, beir=a.beir, steps=a.steps, batch_size=a.batch_size, max_length=a.max_length,
-                         max_docs=a.max_docs or None, lr=a.lr, seed=a.seed, threads=a.threads, pooling=a.pooling,
+                         max_docs=a.max_docs or None, max_test_queries=a.max_test_queries, lr=a.lr, seed=a.seed, threads=a.threads, pooling=a.pooling,
                          mine_options={"retriever": a.retriever, "margin": a.margin or None,
                                        "bands": ONE_WINDOW if a.bands == "one-window" else a.bands},
                          skip_before=a.skip_before,

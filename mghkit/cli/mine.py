@@ -25,7 +25,9 @@ def mine_cmd(
     out: Out = "-",
     corpus: Annotated[
         str | None,
-        typer.Option(help="Corpus JSONL {_id?, title?, text} or BEIR dir (default: the BEIR corpus, or the positives)."),
+        typer.Option(
+            help="Corpus JSONL {_id?, title?, text} or BEIR dir (default: the BEIR corpus, or the positives)."
+        ),
     ] = None,
     retriever: Annotated[str, typer.Option(help="bm25 (bm25s), dense (an embedder) or hybrid (both).")] = "bm25",
     embedder: Annotated[
@@ -46,19 +48,26 @@ def mine_cmd(
     ] = 0.95,
     reranker: Annotated[
         str | None,
-        typer.Option(help="A sentence-transformers CrossEncoder (dir or cached id) re-checking the high band against --margin."),
+        typer.Option(
+            help="A sentence-transformers CrossEncoder (dir or cached id) re-checking the high band against --margin."
+        ),
     ] = None,
     instruction: Annotated[str | None, typer.Option(help="Instruction for pairs that have none.")] = None,
     kind: Annotated[str | None, typer.Option(help="Task kind for the triplets (e.g. short-long).")] = None,
     resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Append to --out and skip ids already there (safe after kill -9).")
+        bool,
+        typer.Option("--resume/--no-resume", help="Append to --out and skip ids already there (safe after kill -9)."),
     ] = True,
     workers: Annotated[int, typer.Option(help="Threads scoring BM25 queries.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Pairs retrieved per batch.")] = 64,
-    exact_max: Annotated[int, typer.Option(help="Dense search is exact up to this many documents, a faiss HNSW index beyond.")] = 200_000,
+    exact_max: Annotated[
+        int, typer.Option(help="Dense search is exact up to this many documents, a faiss HNSW index beyond.")
+    ] = 200_000,
     max_length: Annotated[int | None, typer.Option(help="Embedder max tokens (default: the model's).")] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse corpus embeddings cached on disk.")] = True,
-    cache_dir: Annotated[str | None, typer.Option(help="Cache root (default: MGHKIT_CACHE_DIR or ~/.cache/mghkit).")] = None,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Cache root (default: MGHKIT_CACHE_DIR or ~/.cache/mghkit).")
+    ] = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:

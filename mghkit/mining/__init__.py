@@ -20,5 +20,15 @@ from mghkit.mining.run import MineResult, MineStats, mine
 
 BANDS = {level: (b.lo, b.hi) for level, b in DEFAULT_BANDS.items()}  # the rank bands, as plain tuples
 
-__all__ = ["BANDS", "DEFAULT_BANDS", "ONE_WINDOW", "RETRIEVERS", "Band", "MineResult", "MineStats", "mine",
-           "parse_bands", "tokens"]
+__all__ = [
+    "BANDS",
+    "DEFAULT_BANDS",
+    "ONE_WINDOW",
+    "RETRIEVERS",
+    "Band",
+    "MineResult",
+    "MineStats",
+    "mine",
+    "parse_bands",
+    "tokens",
+]

@@ -32,7 +32,9 @@ Candidate = tuple[int, float, int]  # (corpus position, score, 1-based rank)
 
 
 class Filter:
-    def __init__(self, texts: list[str], *, margin: float | None = DEFAULT_MARGIN, near: float = NEAR_DUPLICATE) -> None:
+    def __init__(
+        self, texts: list[str], *, margin: float | None = DEFAULT_MARGIN, near: float = NEAR_DUPLICATE
+    ) -> None:
         self.texts = texts
         self.margin = margin
         self.near = near
@@ -73,14 +75,21 @@ class Filter:
 
 
 def rerank_filter(candidates: list[Candidate], head: int, score: Callable[[list[str]], list[float]],
-                  texts: list[str], positive: str, margin: float) -> tuple[list[Candidate], int]:  # fmt: skip
-    """Drop the first ``head`` candidates that the cross-encoder ``score`` (texts -> scores for the
-    query, positive first) puts above ``margin`` x the positive's score. Returns (kept, dropped)."""
-    top = candidates[:head]
-    if not top:
-        return candidates, 0
-    s = score([positive] + [texts[i] for i, _, _ in top])
-    pos, rest = s[0], s[1:]
+                  texts: list[str], positive: str, margin: float, max_checked: int = 64) -> tuple[list[Candidate], int]:  # fmt: skip
+    """Walk the candidates in ranking order, ``head`` at a time, until ``head`` of them pass the
+    cross-encoder ``score`` (texts -> scores for the query; the positive scored first): a candidate
+    scored above ``margin`` x the positive's score is dropped. At most ``max_checked`` are scored;
+    the rest follow unchecked. Returns (kept, dropped)."""
+    pos = score([positive])[0]
     cap = margin * pos if pos > 0 else pos
-    keep = [c for c, v in zip(top, rest, strict=True) if v <= cap]
-    return keep + candidates[head:], len(top) - len(keep)
+    accepted: list[Candidate] = []
+    dropped = checked = 0
+    while len(accepted) < head and checked < min(max_checked, len(candidates)):
+        chunk = candidates[checked : checked + head]
+        for c, v in zip(chunk, score([texts[i] for i, _, _ in chunk]), strict=True):
+            if v <= cap:
+                accepted.append(c)
+            else:
+                dropped += 1
+        checked += len(chunk)
+    return accepted + candidates[checked:], dropped

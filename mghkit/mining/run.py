@@ -210,7 +210,7 @@ def mine(
     t0 = time.perf_counter()
     if retriever not in RETRIEVERS:
         raise UsageError(f"unknown retriever {retriever!r} (choose from {', '.join(RETRIEVERS)})")
-    if margin is not None and not 0 < margin:
+    if margin is not None and not margin > 0:
         raise UsageError(f"--margin {margin}: expected a number > 0 (e.g. 0.95)")
     band_map = parse_bands(bands)
     source = PairSource(pairs, corpus)
@@ -314,4 +314,3 @@ def _filtered(p: Pair, where: list[int], h: Hits, index: Any, positives: set[int
             return kept, dropped, h
         k = min(n, k * 4)
         [h] = index.search([p.query], [p.instruction], [where], k)
-

@@ -31,7 +31,7 @@ def test_dense_exact_and_hnsw_agree_and_the_embeddings_are_cached(tmp_path):
     assert [n.similarity_level for n in t.hard_negative_examples] == list(LEVELS)
     mined = t.meta["mined"]
     assert mined["retriever"] == "dense" and mined["scores"] == sorted(mined["scores"], reverse=True)
-    assert -1 <= min(mined["scores"]) and max(mined["scores"]) <= 0.95 * mined["positive"]["score"] <= 1
+    assert min(mined["scores"]) >= -1 and max(mined["scores"]) <= 0.95 * mined["positive"]["score"] <= 1
     assert mined["dropped"]["margin"] > 0  # the other notes about cats outscore this note about cats
     ann = mine(_pairs(docs), corpus=docs, retriever="dense", cache_dir=tmp_path, bands="low=60-100", exact_max=10)
     assert ann.stats.search == "hnsw" and ann.stats.embeddings_cached is True  # the second run reads the cache
