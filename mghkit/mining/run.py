@@ -214,8 +214,9 @@ def mine(
         raise UsageError(f"--margin {margin}: expected a number > 0 (e.g. 0.95)")
     band_map = parse_bands(bands)
     source = PairSource(pairs, corpus)
-    if out is not None and isinstance(pairs, str | os.PathLike):
-        check_distinct_outputs([pairs], out=out)
+    if out is not None:
+        sources = [x for x in (pairs, corpus) if isinstance(x, str | os.PathLike) and not is_beir_dir(x)]
+        check_distinct_outputs(sources, out=out)
     total, of_query = source.scan()
     corpus_ = source.corpus
     if len(corpus_) < len(LEVELS) + 1:
@@ -280,7 +281,8 @@ def _mine_batch(batch: list[Pair], source: PairSource, of_query: dict[str, set[i
     hits = index.search([p.query for p in batch], [p.instruction or instruction for p in batch], own, k)
     out = []
     for p, where, h in zip(batch, own, hits, strict=True):
-        kept, dropped, h = _filtered(p, where, h, index, of_query[p.query], filt, need, n, k)
+        kept, dropped, h = _filtered(p, p.instruction or instruction, where, h, index, of_query[p.query], filt,
+                                     need, n, k)  # fmt: skip
         if rerank is not None and margin is not None:
             kept, dr = rerank_filter(kept, bands["high"].hi, lambda texts, q=p.query: rerank(q, texts),
                                      source.corpus.texts, p.positive, margin)  # fmt: skip
@@ -304,8 +306,8 @@ def _mine_batch(batch: list[Pair], source: PairSource, of_query: dict[str, set[i
     return out
 
 
-def _filtered(p: Pair, where: list[int], h: Hits, index: Any, positives: set[int], filt: Filter, need: int,
-              n: int, k: int) -> tuple[list[Any], Counter[str], Hits]:  # fmt: skip
+def _filtered(p: Pair, instruction: str | None, where: list[int], h: Hits, index: Any, positives: set[int],
+              filt: Filter, need: int, n: int, k: int) -> tuple[list[Any], Counter[str], Hits]:  # fmt: skip
     """Filter the hits; when the filters leave too few for the bands, search deeper (up to the corpus)."""
     own = max(where, key=lambda i: i in h.order)  # the copy the retriever ranked, if any
     while True:
@@ -313,4 +315,4 @@ def _filtered(p: Pair, where: list[int], h: Hits, index: Any, positives: set[int
         if len(kept) >= need or k >= n or len(h.order) < k:
             return kept, dropped, h
         k = min(n, k * 4)
-        [h] = index.search([p.query], [p.instruction], [where], k)
+        [h] = index.search([p.query], [instruction], [where], k)
