@@ -10,11 +10,12 @@ seconds apart. mghkit runs with its embedding cache off (a rerun with the cache 
 sentence-transformers runs with its defaults (``num_negatives=4``, ``range_min=0``, no margin)
 and with ``relative_margin=0.05`` (its own positive-aware filter).
 
-Scaling: bm25 mining timed at the corpus and at 4x it (filler documents), extrapolated linearly in
-the corpus size to 1M documents; the dense side's dominant cost at 1M is encoding the corpus once
+Scaling: the bm25 index build and query timed at the corpus, 4x and 16x it (filler documents),
+extrapolated linearly in the corpus size to 1M documents; the dense side's dominant cost at 1M is encoding the corpus once
 (measured docs/s; cached afterwards), its search beyond ``--exact-max`` is a faiss HNSW index.
 
-``MGHKIT_BENCH_REPEATS`` (default 2) and ``MGHKIT_BENCH_MINE_PAIRS`` (default 200) change the size.
+``MGHKIT_BENCH_REPEATS`` (default 2), ``MGHKIT_BENCH_MINE_PAIRS`` (default 200) and
+``MGHKIT_BENCH_MINE_MAX_LENGTH`` (default 128 tokens, both tools) change the size.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from mghkit.evaluation.data import read_beir
 from mghkit.paths import bundled_eval_dir, embedded_minilm_path
 
 PAIRS = int(os.environ.get("MGHKIT_BENCH_MINE_PAIRS", "200"))
+DOCS = int(
+    os.environ.get("MGHKIT_BENCH_MINE_DOCS", "0")
+)  # 0: the whole man-pages corpus; else its first N (smoke runs)
+MAX_LENGTH = int(os.environ.get("MGHKIT_BENCH_MINE_MAX_LENGTH", "128"))  # tokens, both tools
 
 
 def _variants(text: str) -> tuple[str, str]:
@@ -43,6 +48,9 @@ def build_set() -> tuple[list[dict[str, str]], list[str], set[tuple[int, str]]]:
     """(pairs, corpus, {(pair index, extra positive text)})."""
     data = read_beir(bundled_eval_dir() / "manpages-retrieval")
     corpus = {d: f"{t} {x}".strip() for d, (t, x) in data.corpus.items()}
+    if DOCS:
+        keep = set(list(corpus)[:DOCS]) | {d for q in sorted(data.queries)[:PAIRS] for d in data.qrels[q]}
+        corpus = {d: t for d, t in corpus.items() if d in keep}
     pairs, extra = [], set()
     for i, qid in enumerate(sorted(data.queries)[:PAIRS]):
         positive = corpus[next(iter(data.qrels[qid]))]
@@ -61,7 +69,7 @@ def fn_rate(negatives: list[list[str]], extra: set[tuple[int, str]]) -> tuple[fl
 def _mghkit(pairs: list[dict[str, str]], corpus: list[str], *, cache: bool, cache_dir: str, **kw: Any) -> Any:
     from mghkit.mining import mine
 
-    return mine(pairs, corpus=corpus, cache=cache, cache_dir=cache_dir, **kw)
+    return mine(pairs, corpus=corpus, cache=cache, cache_dir=cache_dir, max_length=MAX_LENGTH, **kw)
 
 
 def _st(pairs: list[dict[str, str]], corpus: list[str], **kw: Any) -> list[list[str]]:
@@ -70,6 +78,7 @@ def _st(pairs: list[dict[str, str]], corpus: list[str], **kw: Any) -> list[list[
     from sentence_transformers.util import mine_hard_negatives
 
     model = SentenceTransformer(str(embedded_minilm_path()), device="cpu", local_files_only=True)
+    model.max_seq_length = MAX_LENGTH
     ds = Dataset.from_list([{"anchor": p["query"], "positive": p["positive"]} for p in pairs])
     out = mine_hard_negatives(ds, model, corpus=corpus, num_negatives=4, output_format="n-tuple", verbose=False,
                               batch_size=64, **kw)  # fmt: skip
@@ -85,16 +94,20 @@ def _timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, value
 
 
-def _scaling(pairs: list[dict[str, str]], corpus: list[str]) -> tuple[float, float, int, int]:
-    """bm25 mining seconds at the corpus and at 4x it (filler documents built from its words)."""
-    from mghkit.mining import mine
+def _scaling(pairs: list[dict[str, str]], corpus: list[str]) -> list[tuple[int, float, float]]:
+    """(documents, index build seconds, seconds per query) of bm25 at the corpus, 4x and 16x it
+    (filler documents built from its words)."""
+    from mghkit.mining.retrievers import Bm25, _top
 
     words = " ".join(corpus).split()
     filler = [" ".join(words[(i * 131 + j * 17) % len(words)] for j in range(60)) + f" filler{i}"
-              for i in range(3 * len(corpus))]  # fmt: skip
-    small, _ = _timed(lambda: mine(pairs, corpus=corpus))
-    big, _ = _timed(lambda: mine(pairs, corpus=corpus + filler))
-    return small, big, len(corpus), len(corpus) + len(filler)
+              for i in range(15 * len(corpus))]  # fmt: skip
+    rows = []
+    for n in (len(corpus), 4 * len(corpus), 16 * len(corpus)):
+        build, index = _timed(lambda n=n: Bm25((corpus + filler)[:n]))
+        per_query, _ = _timed(lambda index=index: [_top(index.full_scores(p["query"]), 1100) for p in pairs])
+        rows.append((n, build, per_query / len(pairs)))
+    return rows
 
 
 def run() -> str:
@@ -116,9 +129,10 @@ def run() -> str:
     warm, _ = _timed(lambda: _mghkit(pairs, corpus, retriever="dense", cache=True, cache_dir=cache_dir))
     bm25_t, bm25 = _timed(lambda: _mghkit(pairs, corpus, retriever="bm25", cache=False, cache_dir=cache_dir))
     negs["bm25"] = [[n.text for n in x.hard_negative_examples] for x in bm25]
-    small, big, n_small, n_big = _scaling(pairs, corpus)
-    per_doc = (big - small) / (n_big - n_small)  # seconds per extra document for len(pairs) queries
-    bm25_1m = (small + per_doc * (1_000_000 - n_small)) / len(pairs)
+    scaling = _scaling(pairs, corpus)
+    (n0, _, q0), (n1, build1, q1) = scaling[0], scaling[-1]
+    q_1m = q0 + (q1 - q0) / (n1 - n0) * (1_000_000 - n0)  # seconds per query, linear in the corpus size
+    build_1m = build1 / n1 * 1_000_000
     encode_rate = len(corpus) / (statistics.median(times["mghkit"]) - warm)  # docs/s of the cold run's encoding
 
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -141,7 +155,8 @@ def run() -> str:
             "## mine: graded negatives vs sentence-transformers' mine_hard_negatives",
             "",
             f"{len(pairs)} man-pages pairs, a corpus of {len(corpus):,} documents ({len(extra)} of them known extra "
-            f"positives: a re-cased copy and a rewrite of each positive), embedder all-MiniLM-L6-v2 on the CPU, "
+            f"positives: a re-cased copy and a rewrite of each positive), embedder all-MiniLM-L6-v2 on the CPU "
+            f"({MAX_LENGTH} tokens), "
             f"exact search, median of {repeats} alternating repeats (a shared, noisy machine: read ratios, not "
             "seconds). A false negative is a mined negative that is a known extra positive.",
             "",
@@ -151,10 +166,11 @@ def run() -> str:
             "",
             f"mghkit's filters dropped (dense run): {dropped}.",
             "",
-            f"Scaling (bm25, measured): {small:.1f} s at {n_small:,} documents, {big:.1f} s at {n_big:,} for "
-            f"{len(pairs)} pairs; linear in the corpus size that is {bm25_1m * 1000:.0f} ms per pair at 1M documents "
-            f"({bm25_1m * 1e6 / 3600:.0f} h per million pairs on one core; `--workers` splits it). Dense at 1M: "
-            f"encoding the corpus once at the measured {encode_rate:.0f} docs/s is {1e6 / encode_rate / 3600:.1f} h "
-            "(then cached), and the search is a faiss HNSW index (`--exact-max`).",
+            "Scaling (bm25, measured): "
+            + "; ".join(f"{n:,} documents: index {b:.1f} s, {q * 1000:.2f} ms a query" for n, b, q in scaling)
+            + f". Linear in the corpus size, 1M documents would take {build_1m / 60:.0f} min to index and "
+            f"{q_1m * 1000:.0f} ms a query ({q_1m * 1e6 / 3600:.1f} h per million pairs on one core; `--workers` "
+            f"splits it). Dense at 1M: encoding the corpus once at the measured {encode_rate:.0f} docs/s is "
+            f"{1e6 / encode_rate / 3600:.1f} h (then cached); the search is then a faiss HNSW index (`--exact-max`).",
         ]
     )
