@@ -2,11 +2,11 @@
 
     python -m mghkit.demo --out demo
 
-brainstorm -> generate -> validate -> curriculum -> train -> pool-inspect -> eval, each step a
+brainstorm -> generate -> validate -> mine -> curriculum -> train -> pool-inspect -> eval, each step a
 real `mghkit` command (its log in OUT/logs/). The synthetic triplets of the embedded 135M LLM are
 weak, so - as in the paper's "MGH + public data" setting - training also uses triplets built
 from the training split of the bundled man-pages set (graded negatives mined with BM25 by
-``mghkit.mining.mine``), and eval scores the untrained and the trained model on the held-out
+``mghkit mine``, docs/mining.md), and eval scores the untrained and the trained model on the held-out
 man-pages queries and SimLex-999. The demo ends with one summary table (also in OUT/summary.json).
 
 The man-pages split (:func:`manpages_split`) is shared with the learning check
@@ -77,7 +77,7 @@ class PublicSplit:
     corpus: dict[str, str]  # doc id -> "title text"
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
-    train_pairs: list[dict[str, str]]  # {id, query, positive, instruction}: input of mghkit.mining.mine
+    train_pairs: list[dict[str, str]]  # {id, query, positive, instruction}: input of mghkit.mine
     train_corpus: list[dict[str, str]]  # {_id, text}: every document not relevant to a held-out query
     test_qids: list[str]
     held_docs: set[str]
@@ -105,11 +105,12 @@ def manpages_split(seed: int = 0, *, heldout: float = 0.2, max_test: int | None 
     return PublicSplit(corpus, data.queries, data.qrels, pairs, docs, test_q, held)
 
 
-def mine_public_triplets(split: PublicSplit, seed: int = 0) -> list[Any]:
-    """BM25-graded triplets of the training pairs (ids ``manpages-<query id>``)."""
+def mine_public_triplets(split: PublicSplit, seed: int = 0, **options: Any) -> list[Any]:
+    """Graded triplets of the training pairs (ids ``manpages-<query id>``), by ``mghkit.mine``
+    (``options``: its keyword arguments, e.g. ``retriever``, ``bands``, ``margin``)."""
     from mghkit.mining import mine
 
-    triplets = mine(split.train_pairs, corpus=split.train_corpus, seed=seed, kind="short-long")
+    triplets = mine(split.train_pairs, corpus=split.train_corpus, seed=seed, kind="short-long", **options)
     for t in triplets:
         t.meta["query_id"] = t.id
         t.id = f"manpages-{t.id}"
@@ -127,11 +128,13 @@ def eval_subset(split: PublicSplit, max_docs: int | None, seed: int = 0) -> tupl
     return qids, must + others[: max(0, max_docs - len(must))]
 
 
-def prepare_public_data(out: Path, *, heldout_queries: int, eval_docs: int, seed: int) -> tuple[Path, Path, str]:
-    """Man-pages training-split triplets and a held-out BEIR dir; returns (triplets, beir dir, instruction)."""
+def prepare_public_data(out: Path, *, heldout_queries: int, eval_docs: int, seed: int) -> tuple[Path, Path, Path, str]:
+    """The man-pages training pairs and corpus (the input of ``mghkit mine``) and a held-out BEIR
+    dir; returns (pairs, corpus, beir dir, instruction)."""
     split = manpages_split(seed, max_test=heldout_queries)
-    public = out / "public-triplets.jsonl"
-    _write_jsonl(public, mine_public_triplets(split, seed))
+    pairs, corpus = out / "public-pairs.jsonl", out / "public-corpus.jsonl"
+    _write_jsonl(pairs, [{**p, "id": f"manpages-{p['id']}"} for p in split.train_pairs])
+    _write_jsonl(corpus, split.train_corpus)
     qids, doc_ids = eval_subset(split, eval_docs, seed)
     beir = out / "manpages-heldout"
     (beir / "qrels").mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,7 @@ def prepare_public_data(out: Path, *, heldout_queries: int, eval_docs: int, seed
     _write_jsonl(beir / "queries.jsonl", [{"_id": q, "text": split.queries[q]} for q in qids])
     rows = [f"{q}\t{d}\t{s}" for q in qids for d, s in split.qrels[q].items()]
     write_text_atomic(beir / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
-    return public, beir, MANPAGES_INSTRUCTION
+    return pairs, corpus, beir, MANPAGES_INSTRUCTION
 
 
 def _count(path: Path) -> int:
@@ -253,8 +256,11 @@ def main(argv: list[str] | None = None) -> None:
                       "--out", str(out / "clean.jsonl"), "--rejects", str(out / "validate-rejects.jsonl"),
                       "--report", str(out / "validate-report.json"), "--plot", str(out / "levels.png")],
          out, timings)  # fmt: skip
-    public, beir, instruction = prepare_public_data(out, heldout_queries=a.heldout_queries, eval_docs=a.eval_docs,
-                                                    seed=a.seed)  # fmt: skip
+    pairs, corpus, beir, instruction = prepare_public_data(out, heldout_queries=a.heldout_queries,
+                                                           eval_docs=a.eval_docs, seed=a.seed)  # fmt: skip
+    public = out / "public-triplets.jsonl"
+    _run("mine", ["mine", str(pairs), "--corpus", str(corpus), "--retriever", "bm25", "--kind", "short-long",
+                  "--seed", seed, "--no-resume", "--out", str(public)], out, timings)  # fmt: skip
     combined = out / "all-triplets.jsonl"
     combined.write_bytes((out / "clean.jsonl").read_bytes() + public.read_bytes())
     _run("curriculum", ["curriculum", str(combined), "--schedule", "coarse-to-fine", "--seed", seed,

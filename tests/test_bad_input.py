@@ -285,3 +285,44 @@ def test_ablate_refuses_before_training(tmp_path, capfd, args, needle):
     assert run_main("ablate", str(p), "--eval-beir", str(beir), "--out", str(out), *args) == 2
     assert needle in one_line(capfd.readouterr().err)
     assert not (out / "cells").exists()  # nothing trained
+
+
+# ----------------------------------------------------------------------------- mine
+def _mine_files(tmp_path: Path, pair2: dict, n_docs: int = 40) -> tuple[Path, Path]:
+    docs = [f"document {i} " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(12)) for i in range(n_docs)]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": "w1 w2", "positive": docs[0]}) + "\n" + json.dumps(pair2) + "\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": d}) + "\n" for i, d in enumerate(docs)))
+    return pairs, corpus
+
+
+MINE_CASES = {
+    "no_positive": ({"query": "w3"}, [], ":2: positive: expected a non-empty string"),
+    "positive_not_in_corpus": ({"query": "w3", "positive": "a text nowhere"}, [], ":2: positive: the positive is not in the corpus"),
+    "corpus_too_small": ({"query": "w3", "positive": "document 1 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18"},
+                         ["--margin", "0"], "too small"),
+    "embedder_offline": ({"query": "w3", "positive": "document 1 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18"},
+                         ["--retriever", "dense", "--embedder", "nobody/not-cached-anywhere"], "cannot be loaded offline"),
+    "bad_bands": ({"query": "w3", "positive": "document 1 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18"},
+                  ["--bands", "high=9-2"], "bad band high: 9-2"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MINE_CASES))
+def test_mine_bad_input_one_line_exit_2_output_kept(tmp_path, capfd, case):
+    pair2, extra, needle = MINE_CASES[case]
+    pairs, corpus = _mine_files(tmp_path, pair2, n_docs=4 if case == "corpus_too_small" else 40)
+    out = prior_output(tmp_path)
+    assert run_main("mine", str(pairs), "--corpus", str(corpus), "--out", str(out), *extra) == 2
+    err = one_line(capfd.readouterr().err)
+    assert needle in err and (not needle.startswith(":") or f"{pairs}{needle}" in err), err
+    assert out.read_text() == '{"earlier": "output"}\n'
+
+
+def test_subprocess_mine_bad_input(tmp_path):
+    for case in ("no_positive", "embedder_offline"):
+        pair2, extra, needle = MINE_CASES[case]
+        pairs, corpus = _mine_files(tmp_path, pair2)
+        r = run_cli("mine", str(pairs), "--corpus", str(corpus), "--out", "-", *extra)
+        assert r.returncode == 2 and needle in one_line(r.stderr) and r.stdout == b"", r.stderr

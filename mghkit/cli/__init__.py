@@ -35,7 +35,7 @@ from mghkit.errors import MghkitError
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
 # Each module registers its commands on ``app``; --help lists them in this order (the data flow).
-COMMAND_MODULES = ("synth", "data", "train", "pool_inspect", "evaluate", "export", "ablate")
+COMMAND_MODULES = ("synth", "mine", "data", "train", "pool_inspect", "evaluate", "export", "ablate")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"mghkit.cli.{_name}")
 

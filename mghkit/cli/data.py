@@ -73,6 +73,13 @@ def validate(
             help="mghkit (clean triplets) or sentence-transformers (anchor, positive, negative_1 (high) .. negative_4 (low) rows; the instruction inlined in the anchor).",
         ),
     ] = "mghkit",
+    cross_positives: Annotated[
+        bool,
+        typer.Option(
+            "--cross-positives/--no-cross-positives",
+            help="Reject a negative equal to another record's positive (off for mined files, whose corpus holds the other queries' positives; docs/mining.md).",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table on stderr.")] = False,
 ) -> None:
     """Filter triplets: schema, normalisation, dedup, quality and level checks; rejects kept."""
@@ -85,6 +92,7 @@ def validate(
         triplets, out=out, rejects=rejects, report=report, dedup=dedup, dedup_threshold=dedup_threshold,
         pair_threshold=pair_threshold, min_chars=min_chars, max_chars=max_chars, strict=strict,
         check_levels=check_levels, embedder=embedder, plot=plot, workers=workers, keep=False, format=format,
+        cross_positives=cross_positives,
     )  # fmt: skip
     if not quiet:
         render_validate(result.report)

@@ -70,6 +70,7 @@ def validate_triplets(
     workers: int | None = None,
     keep: bool = True,
     format: str = "mghkit",
+    cross_positives: bool = True,
 ) -> ValidationResult:
     """Filter triplets: every bad record becomes a :class:`~mghkit.schema.Reject` with reasons,
     never a crash. Returns a result that unpacks as ``(clean, rejects, report)``.
@@ -96,7 +97,8 @@ def validate_triplets(
     ['high', 'medium', 'medium-low', 'low']
     """
     cfg = ValidateConfig(min_chars=min_chars, max_chars=max_chars, dedup=dedup, dedup_threshold=dedup_threshold,
-                         pair_threshold=pair_threshold, strict=strict, workers=workers)  # fmt: skip
+                         pair_threshold=pair_threshold, strict=strict, workers=workers,
+                         cross_positives=cross_positives)  # fmt: skip
     is_path = isinstance(records, str | Path)
     if isinstance(records, dict | BaseModel):
         raise UsageError("validate_triplets takes a list of records (or a path), not a single record")
