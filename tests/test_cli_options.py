@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
+
 import typer.main
 
 from mghkit.cli import app
@@ -26,7 +30,13 @@ def test_short_options_are_consistent_across_commands():
 
 
 def test_shell_completion_is_on_and_help_stays_light():
-    r = run_cli("--show-completion", "bash")
+    # --show-completion finds the user's shell among its parent processes: run it from bash, as a
+    # user does ("; true" keeps bash from exec-ing the command, so bash stays its parent) - a test
+    # runner started outside any shell (CI, nohup) has none.
+    cmd = f"{shlex.quote(sys.executable)} -m mghkit --show-completion; true"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=120)
+    assert b"_mghkit_completion" in r.stdout, r.stderr
+    r = run_cli(env={"_MGHKIT_COMPLETE": "source_bash"})  # what the installed script sources
     assert r.returncode == 0 and b"_mghkit_completion" in r.stdout, r.stderr
     r = run_cli("--help")
     assert r.returncode == 0 and b"--install-completion" in r.stdout
