@@ -294,8 +294,10 @@ def _task_entry(t: Any) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("mghkit", "mteb", "transformers", "torch", "sentence-transformers", "peft", "numpy", "rank-bm25"):
+    from mghkit import __version__  # the code that ran (an editable install's metadata can be stale)
+
+    out = {"python": platform.python_version(), "mghkit": __version__}
+    for pkg in ("mteb", "transformers", "torch", "sentence-transformers", "peft", "numpy", "rank-bm25"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
