@@ -121,15 +121,19 @@ def padding_rows(model: str = "local", max_length: int = 512, batches: tuple[int
                   negative=words(50, 500)) for i in range(2048)]  # fmt: skip
     lines = [f"Padding share of the tokens computed (tokenizer of `{model}`, max length {max_length}), one pass over "
              "the data, before (file order) and after length grouping (similar lengths per micro-batch within a "
-             "stage, documents sorted into sub-batches of the batch size):", "",
-             "| data | batch | padding before | padding after |", "|---|---:|---:|---:|"]  # fmt: skip
+             "stage, documents sorted into sub-batches of the batch size), and with `--packing` (the texts of a "
+             "micro-batch in padding-free rows as long as the longest), without and with grouping:", "",
+             "| data | batch | padding before | padding after | packing | grouping + packing |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, exs in ((f"man-pages triplets ({len(real)})", real),
                       ("E5-style synthetic (query ~40 tokens, documents 50-500 words; 4 stages of 512)", e5)):  # fmt: skip
         for b in batches:
             grouped = group_by_length(exs, b)
             before = padding_fraction(exs, range(len(exs)), b, count)
             after = padding_fraction(grouped, range(len(grouped)), b, count, sort_documents=True)
-            lines.append(f"| {name} | {b} | {before:.1%} | {after:.1%} |")
+            packed = padding_fraction(exs, range(len(exs)), b, count, packing=True)
+            both = padding_fraction(grouped, range(len(grouped)), b, count, packing=True)
+            lines.append(f"| {name} | {b} | {before:.1%} | {after:.1%} | {packed:.1%} | {both:.1%} |")
     return [*lines, ""]
 
 

@@ -10,13 +10,14 @@ plain accumulation -> AdamW on the LoRA weights. Batches are random token ids of
     python3 bench/gpu_mistral7b.py --out results.jsonl          # on the GPU machine
     python3 bench/gpu_mistral7b.py --tiny --out /tmp/t.jsonl    # the same code, CPU, in seconds
     python3 bench/gpu_mistral7b.py --speed --out speed.jsonl     # variable lengths: padding, grouping,
-                                                                 # --compile, --liger (issue 17; untested on GPU)
+                                                                 # --packing, --compile, --liger (issue 17; untested on GPU)
 
 ``--speed`` draws E5-like lengths per example (query 30-50 tokens, documents 65-512 tokens, i.e.
 50-500 words), padded per micro-batch as training pads them: in file order ("varlen"), or
 length-grouped as ``--group-by-length`` does (a pool of 16 micro-batches sorted by length and cut,
-documents sorted into sub-batches: ``mghkit.train.loop.Batcher``), plain or with the model
-compiled (``--compile``) or Liger's kernels (``--liger``). Tokens/s counts real tokens only.
+documents sorted into sub-batches: ``mghkit.train.loop.Batcher``), plain, packed into
+padding-free rows (``--packing``), or with the model compiled (``--compile``) or Liger's kernels
+(``--liger``). Tokens/s counts real tokens only.
 
 One JSON line per configuration: tokens/s, examples/s, peak GPU memory, model FLOP utilisation
 (MFU) and the projected time of the paper's ~1,600 steps at effective batch 512.
@@ -61,6 +62,7 @@ class Setting:
     adapter_bf16: bool = False  # LoraSettings.dtype: False = float32 (peft's default), True = base (bf16)
     varlen: bool = False  # E5-like lengths per example, padded per micro-batch (--speed)
     grouped: bool = False  # length grouping as --group-by-length does
+    packed: bool = False  # padding-free rows as --packing does (mghkit/model/packing.py)
     compile: bool = False  # mghkit.train.speed.compile_model
     liger: bool = False  # mghkit.train.speed.apply_liger
 
@@ -160,6 +162,11 @@ def run_setting(encoder: object, setting: Setting, seq: int, steps: int, device:
     def varlen_forward(chunk: dict[str, list]) -> tuple[torch.Tensor, ...]:
         m = len(chunk["q"])
         batcher.last_tokens = batcher.last_padded = 0
+        if setting.packed:
+            q, p, n = batcher._embed_packed(chunk["q"] + chunk["d"]).split(m)
+            if torch.is_grad_enabled() or not setting.grad_cache:
+                real_tokens[0] += batcher.last_tokens
+            return q, p, n
         q = batcher._embed(chunk["q"], m, False)
         d = batcher._embed(chunk["d"], m if setting.grouped else 2 * m, setting.grouped)
         if torch.is_grad_enabled() or not setting.grad_cache:
@@ -277,6 +284,7 @@ def main() -> None:
         settings = [
             replace(preset, name="speed varlen file order"),
             replace(preset, name="speed varlen grouped", grouped=True),
+            replace(preset, name="speed varlen grouped packed", grouped=True, packed=True),
             replace(preset, name="speed varlen grouped compile", grouped=True, compile=True),
             replace(preset, name="speed varlen grouped liger", grouped=True, liger=True),
         ]

@@ -120,6 +120,14 @@ def train(
             "--group-by-length/--no-group-by-length",
         ),
     ] = None,
+    packing: Annotated[
+        bool | None,
+        _opt(
+            "packing",
+            "Padding-free: texts share rows, each attending only to itself (decoders; docs/training.md).",
+            "--packing/--no-packing",
+        ),
+    ] = None,
     report_to: Annotated[
         str | None, _opt("report_to", "none, tensorboard (RUN/tensorboard/) or trackio; beside metrics.jsonl.")
     ] = None,
@@ -127,7 +135,7 @@ def train(
         bool | None, _opt("compile", "torch.compile the model (first steps compile).", "--compile/--no-compile")
     ] = None,
     liger: Annotated[
-        bool | None, _opt("liger", "Liger fused kernels (CUDA + liger-kernel only).", "--liger/--no-liger")
+        bool | None, _opt("liger", "Liger fused kernels (CUDA + liger-kernel; the plain path on CPU).", "--liger/--no-liger")
     ] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -147,7 +155,7 @@ def train(
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_dtype=lora_dtype, quantize=quantize,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype, save_every=save_every,
         keep_checkpoints=keep_checkpoints, resume=resume, stop_after=stop_after, device=device, threads=threads,
-        group_by_length=group_by_length, report_to=report_to, compile=compile, liger=liger, progress=not quiet,
+        group_by_length=group_by_length, packing=packing, report_to=report_to, compile=compile, liger=liger, progress=not quiet,
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: process 0 reports
         return

@@ -47,6 +47,9 @@ class LastLayerAttention:
         self.enabled = enabled
         self.attn: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None
+        self.mask: torch.Tensor | None = (
+            None  # a mask to use instead of the module's (packed rows under flash attention)
+        )
         modeling = sys.modules[type(self.module).__module__]
         self._rope = modeling.apply_rotary_pos_emb
         self._repeat_kv = modeling.repeat_kv
@@ -68,7 +71,7 @@ class LastLayerAttention:
             return
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         cos, sin = kwargs["position_embeddings"] if "position_embeddings" in kwargs else args[1]
-        mask = kwargs.get("attention_mask", args[2] if len(args) > 2 else None)
+        mask = kwargs.get("attention_mask", args[2] if len(args) > 2 else None) if self.mask is None else self.mask
         is_causal = kwargs.get("is_causal")
         if is_causal is None:
             is_causal = getattr(module, "is_causal", True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mghkit.errors import UsageError
-from mghkit.model import loading
+from mghkit.model import loading, packing
 from mghkit.model.attention import LastLayerAttention
 from mghkit.model.config import POOLINGS, EncoderConfig, check_choice
 from mghkit.model.pooling import pool, pooling_weights
@@ -93,6 +93,20 @@ class Encoder:
                 rows[key].append([fill] * gap + values if self.config.padding_side == "left" else values + [fill] * gap)
         return {key: torch.tensor(value, dtype=torch.long) for key, value in rows.items()}
 
+    def collate_packed(self, feats: Sequence[Features]) -> dict[str, torch.Tensor]:
+        """A padding-free batch (mghkit/model/packing.py): the texts share rows as long as the longest,
+        each attending only to itself; ``forward`` and ``embed`` take it like a padded batch."""
+        self.check_packing()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return packing.collate_packed(feats, pad)
+
+    def check_packing(self) -> None:
+        """Packed rows need a decoder (position ids and a 4D mask per layer); encoder-only models are refused."""
+        if not self._is_decoder:
+            raise UsageError(
+                f"{self.name}: packing needs a decoder (Llama, Mistral, Qwen2...), not an encoder-only model"
+            )
+
     def tokenize(self, texts: Sequence[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
         """A padded batch for ``embed``: input_ids, attention_mask, pool_mask, position_ids [B, S]."""
         return self.collate([self.features(t, instruction) for t in _check_texts(texts)])
@@ -111,13 +125,18 @@ class Encoder:
         if self._is_decoder:
             inputs["is_causal"] = not self.config.bidirectional
         hook = self._ensure_hook() if want and self._is_decoder else None
+        segments = batch.get("segments")
+        if segments is not None:  # packed: a block-diagonal mask in the attention implementation's form
+            inputs["attention_mask"], mask = self._packed_mask(batch["segment_ids"].to(device))
+            if hook is not None:
+                hook.mask = mask
         if hook is not None:
             hook.enabled = True
         try:
             out = self.model(**inputs, output_attentions=bool(want and not self._is_decoder), return_dict=True)
         finally:
             if hook is not None:
-                hook.enabled = False
+                hook.enabled, hook.mask = False, None
         result = {"hidden": out.last_hidden_state, "pool_mask": batch["pool_mask"].to(device).bool()}
         if want:
             if hook is not None:
@@ -126,7 +145,25 @@ class Encoder:
                 keep = inputs["attention_mask"].bool()
                 result["attn"] = out.attentions[-1].float()
                 result["valid"] = keep[:, None, :, None] & keep[:, None, None, :]
+        if segments is not None:  # back to one text a row, as a right-padded batch would be
+            result = {k: (packing.unpack_pairs if k in ("attn", "valid") else packing.unpack)(v, segments)
+                      for k, v in result.items()}  # fmt: skip
         return result
+
+    def _packed_mask(self, segment_ids: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(what the model takes, the boolean mask) for packed rows: flash attention reads the text
+        boundaries from position_ids (varlen) and takes no mask; eager adds a float mask."""
+        mask = packing.block_mask(segment_ids, causal=not self.config.bidirectional)
+        impl = str(getattr(self.model.config, "_attn_implementation", None) or "sdpa")
+        if impl.startswith("flash"):
+            return None, mask
+        if impl == "eager":
+            dtype = next(self.model.parameters()).dtype
+            dtype = dtype if dtype.is_floating_point else torch.float32
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+                ~mask, torch.finfo(dtype).min
+            ), mask
+        return mask, mask
 
     def weights(self, out: dict[str, torch.Tensor], pooling: str | None = None) -> torch.Tensor:
         """Pooling weights [B, S] for ``pooling`` (default: the config's) from a ``forward`` result."""

@@ -80,9 +80,10 @@ class TrainArgs:
     threads: int | None = _opt(None, "torch's default")
     device: str | None = _opt(None, "cuda when available, else cpu")
     group_by_length: bool = True  # micro-batches of similar length within each stage (docs/training.md)
+    packing: bool = False  # padding-free rows: several texts a row, each attending to itself (docs/training.md)
     report_to: str = "none"  # none | tensorboard | trackio (beside metrics.jsonl and loss.png)
     compile: bool = False  # torch.compile the model (mghkit/train/speed.py)
-    liger: bool = False  # Liger fused kernels (CUDA + the liger-kernel package; refused elsewhere)
+    liger: bool = False  # Liger fused kernels (CUDA + the liger-kernel package; the plain path on CPU)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,10 +136,10 @@ class TrainArgs:
         from mghkit.train.report import check_report_to
 
         check_report_to(self.report_to)
-        if self.liger:
-            from mghkit.train.speed import check_liger
+        if self.liger and self.device is not None and self.device.startswith("cuda"):
+            from mghkit.train.speed import liger_runs_on
 
-            check_liger(None if self.device is None else self.device.split(":")[0])
+            liger_runs_on("cuda")  # the package is there (other devices fall back to the plain path)
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainArgs)}
@@ -148,7 +149,7 @@ RESUME_FIXED = ("base_model", "schedule", "pooling", "causal", "max_length", "st
                 "grad_accum", "grad_cache", "lr", "warmup_steps", "temperature", "seed", "lora", "lora_r",
                 "lora_alpha", "lora_dropout", "lora_dtype", "quantize", "group_by_length")  # fmt: skip
 # What a run records beside its arguments in training_args.json (read back, not replayed).
-RECORDED = ("world_size", "warmup_steps_used", "dtype_used", "device_used")
+RECORDED = ("world_size", "warmup_steps_used", "dtype_used", "device_used", "liger_used", "compile_used")
 # Fields a config file does not replay: a replay is a new run unless --resume is given again.
 NOT_REPLAYED = ("resume",)
 

@@ -277,11 +277,13 @@ def group_by_length(examples: list[Example], group: int, *, seed: int = 0) -> li
 
 
 def padding_fraction(examples: list[Example], indices: Sequence[int], group: int, count: Callable[[str], int],
-                     *, sort_documents: bool = False) -> float:  # fmt: skip
+                     *, sort_documents: bool = False, packing: bool = False) -> float:  # fmt: skip
     """The share of padding tokens when ``indices`` are cut into micro-batches of ``group``, each
     padded as training pads it: queries to the longest query; the positives and negatives together
     to the longest of them, or (``sort_documents``, as the loop does with grouping on) sorted by
-    length and cut into sub-batches of ``group``. ``count``: a text's length (a tokenizer, ``len``).
+    length and cut into sub-batches of ``group``; or (``packing``, as ``--packing`` does) all the
+    texts of a micro-batch packed into rows as long as the longest. ``count``: a text's length
+    (a tokenizer, ``len``).
 
     >>> ex = [Example(id=str(i), stage=1, level="low", query="qq", positive="p" * n, negative="n" * n)
     ...       for i, n in enumerate([2, 6, 2, 6])]
@@ -289,6 +291,8 @@ def padding_fraction(examples: list[Example], indices: Sequence[int], group: int
     (0.286, 0.0)
     >>> padding_fraction(ex, [0, 1, 2, 3], 2, len, sort_documents=True)
     0.0
+    >>> round(padding_fraction(ex, [0, 1, 2, 3], 2, len, packing=True), 3)  # rows [6] [6] [2 2 2] [2 . .]
+    0.167
     """
     real = padded = 0
     for k in range(0, len(indices), group):
@@ -296,6 +300,11 @@ def padding_fraction(examples: list[Example], indices: Sequence[int], group: int
         q = [count((e.instruction or "") + e.query) for e in chunk]
         d = [count(t) for e in chunk for t in (e.positive, e.negative)]
         real += sum(q) + sum(d)
+        if packing:
+            from mghkit.model.packing import pack_rows
+
+            padded += len(pack_rows(q + d, max(q + d))) * max(q + d)
+            continue
         parts = [sorted(d)[j : j + group] for j in range(0, len(d), group)] if sort_documents else [d]
         padded += max(q) * len(q) + sum(max(p) * len(p) for p in parts)
     return 1 - real / padded if padded else 0.0

@@ -86,24 +86,37 @@ class Batcher:
     ``sort_documents`` (on with ``--group-by-length``): a micro-batch's positives and negatives are
     sorted by token length and embedded in sub-batches of ``len(chunk)`` texts, so a short
     negative is not padded to its long positive's length; the embeddings come back in order.
+    ``packing`` (``--packing``): the queries, positives and negatives of a micro-batch share
+    padding-free rows (mghkit/model/packing.py), one forward pass.
     An embedding does not depend on the padding around it, so the loss is the same either way
-    (tests/train/test_speed.py); only the compute spent on padding falls.
+    (tests/train/test_speed.py, tests/model/test_packing.py); only the compute spent on padding falls.
     """
 
-    def __init__(self, encoder: Encoder, *, sort_documents: bool = False) -> None:
+    def __init__(self, encoder: Encoder, *, sort_documents: bool = False, packing: bool = False) -> None:
         self.encoder = encoder
         self.sort_documents = sort_documents
+        self.packing = packing
         self.last_tokens = 0
         self.last_padded = 0  # tokens including padding (what the model computes on)
 
     def __call__(self, chunk: list[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         enc = self.encoder
         self.last_tokens = self.last_padded = 0
-        q = self._embed([enc.features(e.query, e.instruction or None) for e in chunk], len(chunk), False)
+        queries = [enc.features(e.query, e.instruction or None) for e in chunk]
         docs = [enc.features(t) for t in [e.positive for e in chunk] + [e.negative for e in chunk]]
+        if self.packing:
+            q, p, n = self._embed_packed(queries + docs).split(len(chunk))
+            return q, p, n
+        q = self._embed(queries, len(chunk), False)
         d = self._embed(docs, len(chunk) if self.sort_documents else len(docs), self.sort_documents)
         p, n = d.split(len(chunk))
         return q, p, n
+
+    def _embed_packed(self, feats: list[Any]) -> torch.Tensor:
+        batch = self.encoder.collate_packed(feats)
+        self.last_tokens += int(batch["attention_mask"].sum())
+        self.last_padded += int(batch["attention_mask"].numel())
+        return self.encoder.embed(batch)
 
     def _embed(self, feats: list[Any], size: int, by_length: bool) -> torch.Tensor:
         order = sorted(range(len(feats)), key=lambda i: len(feats[i][0])) if by_length else list(range(len(feats)))
@@ -176,15 +189,22 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
         if "note" in data.extra:
             log.info("%s", data.extra["note"])
 
+    if args.liger:
+        from mghkit.train.speed import liger_runs_on
+
+        liger_runs_on(device.type)  # CUDA without the package: refused before the model loads
     config = _encoder_config(args, device)
     lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, dtype=args.lora_dtype) if args.lora else None
     encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
                                       gradient_checkpointing=args.gradient_checkpointing, device=device, seed=args.seed)  # fmt: skip
     model = encoder.model
+    if args.packing:
+        encoder.check_packing()
+    speedups = {"liger_used": False, "compile_used": False}
     if args.compile or args.liger:
         from mghkit.train.speed import apply_speedups
 
-        apply_speedups(model, compile=args.compile, liger=args.liger, device_type=device.type)
+        speedups = apply_speedups(model, compile=args.compile, liger=args.liger, device_type=device.type)
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = args.warmup_steps if args.warmup_steps is not None else math.ceil(0.1 * len(plan))
@@ -200,11 +220,11 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
             log.info("resuming at step %d of %d", start, len(plan))
     if main:
         rundir.save_args(out, args, world_size=dist.world_size, warmup_steps_used=warmup, dtype_used=config.dtype,
-                         device_used=str(device))  # fmt: skip
+                         device_used=str(device), **speedups)  # fmt: skip
         rundir.save_lineage(out, {**data.lineage(), "steps": len(plan), "examples_per_step": len(plan[0].indices)})
         _truncate_metrics(out / rundir.METRICS_FILE, start)
 
-    batcher = Batcher(encoder, sort_documents=args.group_by_length)
+    batcher = Batcher(encoder, sort_documents=args.group_by_length, packing=args.packing)
 
     def loss_fn(q: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         return info_nce(gather_with_grad(q), gather_with_grad(p), gather_with_grad(n), temperature=args.temperature)

@@ -88,6 +88,7 @@ def fine_tune(
     device: str | None = None,
     extra: dict[str, Any] | None = None,
     group_by_length: bool | None = None,
+    packing: bool | None = None,
     report_to: str | None = None,
     compile: bool | None = None,
     liger: bool | None = None,
@@ -120,7 +121,8 @@ def fine_tune(
              "lora_dropout": lora_dropout, "lora_dtype": lora_dtype, "quantize": quantize,
              "gradient_checkpointing": gradient_checkpointing, "dtype": dtype, "save_every": save_every,
              "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
-             "device": device, "extra": extra, "group_by_length": group_by_length, "report_to": report_to,
+             "device": device, "extra": extra, "group_by_length": group_by_length, "packing": packing,
+             "report_to": report_to,
              "compile": compile, "liger": liger}  # fmt: skip
     config = None if config is None else os.fspath(config)
     from mghkit.model.loading import check_encoder_options

@@ -6,9 +6,11 @@ path within tolerance (tests/train/test_speed.py):
   compiler) and on CUDA; the first steps pay the compilation, and each new padded length may
   recompile once before torch marks the shapes dynamic.
 - ``--liger``: Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU) on a Llama / Mistral / Qwen2
-  base. Triton kernels need a CUDA GPU and the ``liger-kernel`` package: anywhere else the
-  option is refused with one line, before the model loads. The fused linear + cross-entropy
-  kernel does not apply (an embedding model has no LM head). Untested on a GPU so far.
+  base. Triton kernels need a CUDA GPU: on any other device the run falls back to the plain
+  PyTorch path with one warning (and records ``liger_used: false``); on CUDA without the
+  ``liger-kernel`` package the option is refused with one line, before the model loads. The fused
+  linear + cross-entropy kernel does not apply (an embedding model has no LM head). Untested on a
+  GPU so far.
 """
 
 from __future__ import annotations
@@ -24,19 +26,18 @@ log = logging.getLogger(__name__)
 LIGER_FAMILIES = ("llama", "mistral", "qwen2")
 
 
-def check_liger(device_type: str | None = None) -> None:
-    """``--liger`` can run here: the package is installed and (when known) the device is CUDA.
+def liger_runs_on(device_type: str | None) -> bool:
+    """Whether ``--liger`` uses the kernels on ``device_type`` (None: not known yet, so checked as if
+    CUDA); refuses CUDA without the package.
 
-    >>> check_liger("cpu")
-    Traceback (most recent call last):
-    mghkit.errors.UsageError: --liger needs a CUDA GPU (Liger's kernels are Triton kernels); drop --liger on cpu
+    >>> liger_runs_on("cpu")
+    False
     """
     if device_type is not None and device_type != "cuda":
-        raise UsageError(
-            f"--liger needs a CUDA GPU (Liger's kernels are Triton kernels); drop --liger on {device_type}"
-        )
+        return False
     if importlib.util.find_spec("liger_kernel") is None:
         raise UsageError("--liger: the liger-kernel package is not installed (pip install liger-kernel; CUDA only)")
+    return True
 
 
 def apply_liger(model: Any) -> None:
@@ -58,10 +59,17 @@ def compile_model(model: Any, *, dynamic: bool | None = None, backend: str = "in
     log.info("torch.compile: the model's forward is compiled (%s); the first steps include compilation", backend)
 
 
-def apply_speedups(model: Any, *, compile: bool, liger: bool, device_type: str) -> None:
-    """The speed-ups a run asked for, Liger first (compile then traces the fused modules)."""
-    if liger:
-        check_liger(device_type)
+def apply_speedups(model: Any, *, compile: bool, liger: bool, device_type: str) -> dict[str, bool]:
+    """The speed-ups a run asked for, Liger first (compile then traces the fused modules);
+    -> which ones were applied."""
+    used = {"liger_used": False, "compile_used": False}
+    if liger and liger_runs_on(device_type):
         apply_liger(model)
+        used["liger_used"] = True
+    elif liger:
+        log.warning("--liger: Liger's kernels are Triton kernels for CUDA; on %s training runs the plain PyTorch path",
+                    device_type)  # fmt: skip
     if compile:
         compile_model(model)
+        used["compile_used"] = True
+    return used

@@ -1,6 +1,7 @@
 """Training speed: length-grouped micro-batches (same loss for a fixed batch, less padding, the
 curriculum kept), reporters (tensorboard event files read back), --compile equal to the plain
-path, --liger refused with one line where it cannot run."""
+path, --liger on CPU the plain path (refused in one line on CUDA without the package), --packing
+the padded losses with less padding."""
 
 from __future__ import annotations
 
@@ -138,14 +139,47 @@ def test_unknown_or_missing_reporters_are_refused_in_one_line():
 
 
 # ----------------------------------------------------------------------------- kernels
-def test_liger_is_refused_on_cpu_in_one_line(tmp_path, tiny_model_dir):
-    with pytest.raises(UsageError) as e:
-        TrainArgs("t.jsonl", liger=True, device="cpu").check()
-    assert "\n" not in str(e.value) and "--liger" in str(e.value)
-    from mghkit.train.speed import apply_speedups
+def test_liger_falls_back_to_the_plain_path_on_cpu_with_one_warning(tmp_path, tiny_model_dir, caplog):
+    """On CPU ``--liger`` trains exactly as without it (Triton kernels need CUDA) and says so once."""
+    data = _write(tmp_path / "train.jsonl", _examples(per_stage=4, stages=1))
+    losses = {}
+    for liger in (False, True):
+        run = tmp_path / f"run-{liger}"
+        with caplog.at_level("WARNING", logger="mghkit.train.speed"):
+            mghkit.fine_tune(data, base_model=str(tiny_model_dir), out=run, liger=liger, progress=False, **FAST)
+        losses[liger] = [r["loss"] for r in _rows(run)]
+        recorded = json.loads((run / "training_args.json").read_text())
+        assert recorded["liger"] is liger and recorded["liger_used"] is False
+    assert losses[True] == losses[False]
+    warnings = [r.getMessage() for r in caplog.records if "--liger" in r.getMessage()]
+    assert len(warnings) == 1 and "plain PyTorch path" in warnings[0] and "cpu" in warnings[0]
 
-    with pytest.raises(UsageError, match="CUDA"):
-        apply_speedups(torch.nn.Linear(2, 2), compile=False, liger=True, device_type="cpu")
+
+def test_liger_on_cuda_without_the_package_is_refused_in_one_line():
+    from importlib.util import find_spec
+
+    if find_spec("liger_kernel") is not None:
+        pytest.skip("liger-kernel is installed here")
+    with pytest.raises(UsageError) as e:
+        TrainArgs("t.jsonl", liger=True, device="cuda").check()
+    assert "\n" not in str(e.value) and "liger-kernel package is not installed" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- packing
+def test_packed_training_gives_the_padded_losses_with_less_padding(tmp_path, tiny_model_dir):
+    """``--packing`` computes the same loss at every step (the same embeddings, tests/model/test_packing.py)
+    on fewer padded positions; metrics.jsonl records the padding either way."""
+    data = _write(tmp_path / "train.jsonl", _examples(per_stage=8, stages=2))
+    rows = {}
+    for packing in (False, True):
+        run = tmp_path / f"run-{packing}"
+        mghkit.fine_tune(data, base_model=str(tiny_model_dir), out=run, packing=packing, progress=False,
+                         **{**FAST, "batch_size": 4})  # fmt: skip
+        rows[packing] = _rows(run)
+        assert json.loads((run / "training_args.json").read_text())["packing"] is packing
+    assert [r["loss"] for r in rows[True]] == pytest.approx([r["loss"] for r in rows[False]], rel=1e-4, abs=1e-5)
+    assert [r["tokens"] for r in rows[True]] == [r["tokens"] for r in rows[False]]  # the same real tokens
+    assert all(p["padding"] < g["padding"] for p, g in zip(rows[True], rows[False], strict=True))
 
 
 @pytest.mark.slow
@@ -176,7 +210,7 @@ def test_compiled_model_gives_the_plain_outputs_and_gradients(tiny_model_dir):
     ("extra", "expect"),
     [
         (["--report-to", "wandb"], "unknown --report-to 'wandb'"),
-        (["--liger", "--device", "cpu"], "--liger needs a CUDA GPU"),
+        (["--liger", "--device", "cuda"], "liger-kernel package is not installed"),
     ],
 )
 def test_cli_refuses_unusable_speed_and_report_options_in_one_line_before_torch(tmp_path, extra, expect):
