@@ -10,7 +10,11 @@ Every configuration runs in its own subprocess (so peak RSS is its own), alterna
    pooling, causal attention (ST's), (query, positive, hard negative) triplets from the bundled
    man-pages set (documents of 20-500+ tokens). Steady-state examples/s = examples / seconds
    over the steps after the first two. The first repeat also scores each trained model on the
-   held-out man-pages queries (nDCG@10, ``bench.recipe_manpages.ndcg_at_10``).
+   held-out man-pages queries (nDCG@10, ``bench.recipe_manpages.ndcg_at_10``), and the untrained
+   model is scored through each arm's own encoding (its baseline). The ST arm encodes as mghkit's
+   encoder does: plain text (ST 6 would otherwise render every text through SmolLM2-Instruct's
+   chat template, a shared system prompt that swamps the mean), EOS appended and pooled, the
+   instruction attended to but not pooled (an ST prompt, ``include_prompt=False``).
 2. Memory: one optimizer step at an effective batch of 512 (query + positive + negative each),
    plain (batch 512) vs GradCache (batch 32 x grad-accum 16), on a small random Llama.
 
@@ -310,6 +314,7 @@ def run() -> str:
             print(f"  repeat {rep}: " + ", ".join(f"{n.split(' (')[0]} {r[-1]['step_s']:.2f} s/step" for n, r in runs.items()),
                   file=sys.stderr, flush=True)  # fmt: skip
         base = _spawn("base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
+        base_st = _spawn("st_base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
         memory = _memory_rows(folder, repeats) if _env_int("BENCH_TRAIN_MEMORY", 1) else []
 
     pad_lines = padding_rows(model)
@@ -337,8 +342,9 @@ def run() -> str:
         score = rows[0].get("score")
         lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {pad} | "
                      f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {'' if score is None else f'{score:.4f}'} |")  # fmt: skip
-    if base is not None:
-        lines.append(f"| (the untrained model) | | | | | {base:.4f} |")
+    if base is not None and base_st is not None:
+        lines.append(f"| (the untrained model, mghkit's encoder) | | | | | {base:.4f} |")
+        lines.append(f"| (the untrained model, through sentence-transformers) | | | | | {base_st:.4f} |")
     lines += [
         "",
         f"**Examples/s ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** (per repeat: "
