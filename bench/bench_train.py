@@ -10,7 +10,11 @@ Every configuration runs in its own subprocess (so peak RSS is its own), alterna
    pooling, causal attention (ST's), (query, positive, hard negative) triplets from the bundled
    man-pages set (documents of 20-500+ tokens). Steady-state examples/s = examples / seconds
    over the steps after the first two. The first repeat also scores each trained model on the
-   held-out man-pages queries (nDCG@10, ``bench.recipe_manpages.ndcg_at_10``).
+   held-out man-pages queries (nDCG@10, ``bench.recipe_manpages.ndcg_at_10``), and the untrained
+   model is scored through each arm's own encoding (its baseline). The ST arm encodes as mghkit's
+   encoder does: plain text (ST 6 would otherwise render every text through SmolLM2-Instruct's
+   chat template, a shared system prompt that swamps the mean), EOS appended and pooled, the
+   instruction attended to but not pooled (an ST prompt, ``include_prompt=False``).
 2. Memory: one optimizer step at an effective batch of 512 (query + positive + negative each),
    plain (batch 512) vs GradCache (batch 32 x grad-accum 16), on a small random Llama.
 
@@ -145,9 +149,41 @@ class _STEncoder:
         self.st = st
 
     def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16) -> Any:
-        if instruction is not None:
-            texts = [INSTRUCTION_FORMAT.format(task=instruction, query=t) for t in texts]
-        return self.st.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+        if instruction is None:
+            return self.st.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+        prompt, texts = _st_prompt(instruction), [" " + t for t in texts]
+        return self.st.encode(texts, prompt=prompt, batch_size=batch_size, normalize_embeddings=True)
+
+
+def _st_prompt(instruction: str) -> str:
+    """The query format up to its ``{query}``, less the trailing space (given to the text instead):
+    sentence-transformers measures a prompt's tokens on the prompt alone, and a lone trailing space
+    is its own token there but merges into the first word in the joined text, so the pooling would
+    skip that word."""
+    prefix = INSTRUCTION_FORMAT.split("{query}")[0].format(task=instruction)
+    return prefix.removesuffix(" ")
+
+
+def _st_model(model: str, maxlen: int) -> Any:
+    """A SentenceTransformer over the same weights, set up as mghkit's encoder is: plain text (no
+    chat template), EOS appended and pooled, mean pooling without the instruction's tokens."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from mghkit.model.loading import resolve_model_path
+
+    # ST 6 renders text through the tokenizer's chat template when it has one (SmolLM2-Instruct
+    # does): every text would then open with the same ~20-token system prompt, and mean pooling
+    # over it leaves nearly one vector for all texts. Pin the plain text modality.
+    tf = Transformer(resolve_model_path(model), max_seq_length=maxlen, module_output_name="token_embeddings",
+                     modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}})  # fmt: skip
+    tok = tf.tokenizer
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if tok("a")["input_ids"][-1:] != [tok.eos_token_id]:
+        tok.add_eos_token = True  # mghkit appends EOS (kept under truncation, pooled)
+    pooling = Pooling(tf.get_embedding_dimension(), "mean", include_prompt=False)
+    return SentenceTransformer(modules=[tf, pooling], device="cpu")
 
 
 def _score(encoder: Any, docs: int) -> float | None:
@@ -185,30 +221,25 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import TrainerCallback
 
-    from mghkit.model.loading import resolve_model_path
     from mghkit.train.lora import LORA_TARGETS
 
-    path = resolve_model_path(model)
-    tf = Transformer(path, max_seq_length=maxlen)
-    if tf.tokenizer.pad_token is None:
-        tf.tokenizer.pad_token = tf.tokenizer.eos_token
-    st = SentenceTransformer(modules=[tf, Pooling(tf.get_embedding_dimension(), "mean")], device="cpu")
+    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
+    instructions = {r["instruction"] for r in rows}
+    if len(instructions) != 1:
+        raise ValueError(f"the ST arm takes one instruction for all queries, the data has {len(instructions)}")
+    torch.manual_seed(0)
+    st = _st_model(model, maxlen)
+    tf = st[0]
     # transformers' add_adapter wants peft >= 0.22; wrap the HF model with peft directly (same LoRA).
     tf.model = get_peft_model(tf.model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
                                                    target_modules=list(LORA_TARGETS)))  # fmt: skip
-    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
-    ds = datasets.Dataset.from_dict({
-        "anchor": [INSTRUCTION_FORMAT.format(task=r["instruction"], query=r["query"]) for r in rows],
-        "positive": [r["positive"] for r in rows], "negative": [r["negative"] for r in rows]})  # fmt: skip
+    ds = datasets.Dataset.from_dict({"anchor": [" " + r["query"] for r in rows],
+                                     "positive": [r["positive"] for r in rows],
+                                     "negative": [r["negative"] for r in rows]})  # fmt: skip
     times: list[float] = []
 
     class Timer(TrainerCallback):
@@ -221,9 +252,8 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
     args = SentenceTransformerTrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, max_steps=steps, learning_rate=2e-4, warmup_steps=0,
         save_strategy="no", report_to="none", logging_steps=10**6, dataloader_drop_last=True, seed=0,
-        use_cpu=True, disable_tqdm=True,
+        use_cpu=True, disable_tqdm=True, prompts={"anchor": _st_prompt(instructions.pop())},
     )  # fmt: skip
-    torch.manual_seed(0)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds,
                                          loss=MultipleNegativesRankingLoss(st, scale=50.0), callbacks=[Timer()])  # fmt: skip
     trainer.train()
@@ -236,6 +266,10 @@ def worker_base_score(model: str, maxlen: int, score_docs: int) -> dict[str, Any
     from mghkit.model.encoder import load_encoder
 
     return {"score": _score(load_encoder(model, max_length=maxlen, pooling="mean", causal=True), score_docs)}
+
+
+def worker_st_base_score(model: str, maxlen: int, score_docs: int) -> dict[str, Any]:
+    return {"score": _score(_STEncoder(_st_model(model, maxlen)), score_docs)}
 
 
 def worker_memory(data: str, out: str, model: str, batch: int, accum: int, grad_cache: bool) -> dict[str, Any]:
@@ -284,6 +318,7 @@ def run() -> str:
             print(f"  repeat {rep}: " + ", ".join(f"{n.split(' (')[0]} {r[-1]['step_s']:.2f} s/step" for n, r in runs.items()),
                   file=sys.stderr, flush=True)  # fmt: skip
         base = _spawn("base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
+        base_st = _spawn("st_base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
         memory = _memory_rows(folder, repeats) if _env_int("BENCH_TRAIN_MEMORY", 1) else []
 
     pad_lines = padding_rows(model)
@@ -311,8 +346,9 @@ def run() -> str:
         score = rows[0].get("score")
         lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {pad} | "
                      f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {'' if score is None else f'{score:.4f}'} |")  # fmt: skip
-    if base is not None:
-        lines.append(f"| (the untrained model) | | | | | {base:.4f} |")
+    if base is not None and base_st is not None:
+        lines.append(f"| (the untrained model, mghkit's encoder) | | | | | {base:.4f} |")
+        lines.append(f"| (the untrained model, through sentence-transformers) | | | | | {base_st:.4f} |")
     lines += [
         "",
         f"**Examples/s ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** (per repeat: "
@@ -375,7 +411,8 @@ def _worker_main(kind: str, kw: dict[str, Any]) -> None:
 
     setup_model()
     torch.set_num_threads(int(os.environ.get("BENCH_TRAIN_THREADS", os.cpu_count() or 1)))
-    fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory, "base": worker_base_score}[kind]
+    fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory, "base": worker_base_score,
+          "st_base": worker_st_base_score}[kind]  # fmt: skip
     print(json.dumps(fn(**kw)))
 
 
