@@ -241,9 +241,19 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
                                      "positive": [r["positive"] for r in rows],
                                      "negative": [r["negative"] for r in rows]})  # fmt: skip
     times: list[float] = []
+    tokens: list[int] = []  # real (unpadded) tokens per step, counted as mghkit counts them
+    plain_forward = tf.forward
+
+    def counting_forward(features: dict[str, Any], *a: Any, **k: Any) -> Any:
+        if torch.is_grad_enabled():
+            tokens[-1] += int(features["attention_mask"].sum())
+        return plain_forward(features, *a, **k)
+
+    tf.forward = counting_forward
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a: Any, **k: Any) -> None:
+            tokens.append(0)
             self.t0 = time.perf_counter()
 
         def on_step_end(self, *a: Any, **k: Any) -> None:
@@ -258,8 +268,9 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
                                          loss=MultipleNegativesRankingLoss(st, scale=50.0), callbacks=[Timer()])  # fmt: skip
     trainer.train()
     st.eval()
-    return {"step_s": statistics.mean(_steady(times)), "peak_rss_mb": _peak_rss_mb(),
-            "score": _score(_STEncoder(st), score_docs) if score_docs else None}  # fmt: skip
+    tf.forward = plain_forward
+    return {"step_s": statistics.mean(_steady(times)), "tokens_per_step": statistics.mean(_steady(tokens)),
+            "peak_rss_mb": _peak_rss_mb(), "score": _score(_STEncoder(st), score_docs) if score_docs else None}  # fmt: skip
 
 
 def worker_base_score(model: str, maxlen: int, score_docs: int) -> dict[str, Any]:
@@ -329,6 +340,8 @@ def run() -> str:
     ratios_packed = [t["step_s"] / o["step_s"] for o, t in zip(packed, runs[ST_NAME], strict=True)]
     ratios_group = [p["step_s"] / o["step_s"] for o, p in zip(grouped, plain, strict=True)]
     ratios_pack = [p["step_s"] / o["step_s"] for o, p in zip(packed, plain, strict=True)]
+    tok_s = {name: [r["tokens_per_step"] / r["step_s"] for r in rows] for name, rows in runs.items()}
+    tok_ratios = {name: [m / t for m, t in zip(tok_s[name], tok_s[ST_NAME], strict=True)] for name in configs}
     lines = [
         "## train",
         "",
@@ -340,18 +353,18 @@ def run() -> str:
         f"machine shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end): figures are noisy, "
         "the ratios (each repeat's runs back to back) are the measurement.",
         "",
-        "| trainer | s/step | examples/s | padding (share of tokens) | peak RSS MB | held-out nDCG@10 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| trainer | s/step | examples/s | real tokens/s | padding (share of tokens) | peak RSS MB | held-out nDCG@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, rows in runs.items():
         s_step = statistics.median(r["step_s"] for r in rows)
         pad = f"{statistics.mean(r['padding'] for r in rows):.1%}" if "padding" in rows[0] else "n/a"
         score = rows[0].get("score")
-        lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {pad} | "
+        lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {statistics.median(tok_s[name]):,.0f} | {pad} | "
                      f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {'' if score is None else f'{score:.4f}'} |")  # fmt: skip
     if base is not None and base_st is not None:
-        lines.append(f"| (the untrained model, mghkit's encoder) | | | | | {base:.4f} |")
-        lines.append(f"| (the untrained model, through sentence-transformers) | | | | | {base_st:.4f} |")
+        lines.append(f"| (the untrained model, mghkit's encoder) | | | | | | {base:.4f} |")
+        lines.append(f"| (the untrained model, through sentence-transformers) | | | | | | {base_st:.4f} |")
     lines += [
         "",
         f"**Examples/s ratio mghkit / sentence-transformers: {statistics.median(ratios):.2f}x** (per repeat: "
@@ -366,6 +379,17 @@ def run() -> str:
             if score_docs
             else "Held-out score not measured (BENCH_TRAIN_SCORE_DOCS=0)."
         ),
+        "",
+        "Real tokens/s (unpadded tokens processed per second, queries' instructions included) does not depend on "
+        "which batches a run happened to draw - a length-grouped run's few timed steps may all be long or all short "
+        "batches - so over a whole epoch (the same examples for every trainer) it is the examples/s ratio. "
+        "**Real tokens/s ratio mghkit / sentence-transformers:** "
+        + "; ".join(
+            f"{name.removeprefix('mghkit train').strip() or 'default'} "
+            f"{statistics.median(r):.2f}x ({', '.join(f'{x:.2f}' for x in r)})"
+            for name, r in tok_ratios.items()
+        )
+        + ".",
         "",
     ]
     lines += pad_lines
