@@ -115,7 +115,8 @@ class Encoder:
     def forward(self, batch: dict[str, torch.Tensor], attention: bool | None = None) -> dict[str, torch.Tensor]:
         """Run the model: {"hidden" [B,S,D], "pool_mask" [B,S], and "attn" [B,H,S,S], "valid" when asked}.
 
-        ``attention`` defaults to whether the pooling needs it (ata).
+        ``attention`` defaults to whether the pooling needs it (ata). A packed batch
+        (``collate_packed``) comes back as one text a row, right-padded to the longest text.
         """
         want = self.config.pooling == "ata" if attention is None else attention
         device = self.device
