@@ -135,7 +135,8 @@ def train(
         bool | None, _opt("compile", "torch.compile the model (first steps compile).", "--compile/--no-compile")
     ] = None,
     liger: Annotated[
-        bool | None, _opt("liger", "Liger fused kernels (CUDA + liger-kernel; the plain path on CPU).", "--liger/--no-liger")
+        bool | None,
+        _opt("liger", "Liger fused kernels (CUDA + liger-kernel; the plain path on CPU).", "--liger/--no-liger"),
     ] = None,
     quiet: Quiet = False,
 ) -> None:

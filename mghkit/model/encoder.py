@@ -95,10 +95,12 @@ class Encoder:
 
     def collate_packed(self, feats: Sequence[Features]) -> dict[str, torch.Tensor]:
         """A padding-free batch (mghkit/model/packing.py): the texts share rows as long as the longest,
-        each attending only to itself; ``forward`` and ``embed`` take it like a padded batch."""
+        each attending only to itself; ``forward`` and ``embed`` take it like a padded batch. Under
+        flash attention all the texts go in ONE row (transformers reads packed sequences from the
+        position ids of a single row only)."""
         self.check_packing()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return packing.collate_packed(feats, pad)
+        return packing.collate_packed(feats, pad, capacity=sum(len(ids) for ids, _ in feats) if self._flash else None)
 
     def check_packing(self) -> None:
         """Packed rows need a decoder (position ids and a 4D mask per layer); encoder-only models are refused."""
@@ -128,6 +130,9 @@ class Encoder:
         hook = self._ensure_hook() if want and self._is_decoder else None
         segments = batch.get("segments")
         if segments is not None:  # packed: a block-diagonal mask in the attention implementation's form
+            if hook is not None and self._flash:
+                raise UsageError("packing with ATA pooling needs sdpa or eager attention, not flash attention "
+                                 "(its one packed row would make the last layer's attention too large to keep)")  # fmt: skip
             inputs["attention_mask"], mask = self._packed_mask(batch["segment_ids"].to(device))
             if hook is not None:
                 hook.mask = mask
@@ -155,10 +160,9 @@ class Encoder:
         """(what the model takes, the boolean mask) for packed rows: flash attention reads the text
         boundaries from position_ids (varlen) and takes no mask; eager adds a float mask."""
         mask = packing.block_mask(segment_ids, causal=not self.config.bidirectional)
-        impl = str(getattr(self.model.config, "_attn_implementation", None) or "sdpa")
-        if impl.startswith("flash"):
+        if self._flash:
             return None, mask
-        if impl == "eager":
+        if self._attn_implementation == "eager":
             dtype = next(self.model.parameters()).dtype
             dtype = dtype if dtype.is_floating_point else torch.float32
             return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
@@ -252,6 +256,14 @@ class Encoder:
     @property
     def _is_decoder(self) -> bool:
         return getattr(self.model.config, "model_type", "") in loading.DECODER_TYPES
+
+    @property
+    def _attn_implementation(self) -> str:
+        return str(getattr(self.model.config, "_attn_implementation", None) or "sdpa")
+
+    @property
+    def _flash(self) -> bool:
+        return self._attn_implementation.startswith("flash")
 
     def _ensure_hook(self) -> LastLayerAttention | None:
         if self._hook is None and self._is_decoder:

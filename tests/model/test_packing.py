@@ -59,6 +59,29 @@ def test_packed_vectors_equal_padded_vectors_for_every_pooling(tiny_dirs, family
             torch.testing.assert_close(vb, va, atol=1e-5, rtol=1e-4, msg=f"{family} {pooling}")
 
 
+def test_one_packed_row_gives_the_same_vectors(tiny_dirs):
+    """The flash-attention layout (every text in one row, as transformers' varlen path needs it)
+    computes the same vectors as several rows and as a padded batch (checked here under sdpa)."""
+    enc = load_encoder(tiny_dirs["mistral"], dtype="float32")
+    feats = _features(enc)
+    one_row = packing.collate_packed(feats, 0, capacity=sum(len(ids) for ids, _ in feats))
+    assert one_row["input_ids"].shape[0] == 1 and int(one_row["attention_mask"].sum()) == one_row["input_ids"].numel()
+    with torch.no_grad():
+        for pooling in ("mean", "ata"):
+            e = enc.with_config(pooling=pooling)
+            torch.testing.assert_close(e.embed(one_row), e.embed(enc.collate(feats)), atol=1e-5, rtol=1e-4)
+
+
+def test_packing_with_ata_under_flash_attention_is_refused_in_one_line(tiny_dirs):
+    enc = load_encoder(tiny_dirs["llama"], pooling="ata", dtype="float32")
+    enc.model.config._attn_implementation = "flash_attention_2"  # refused before any kernel is called
+    batch = enc.collate_packed(_features(enc))
+    assert batch["input_ids"].shape[0] == 1  # flash attention: one row
+    with pytest.raises(UsageError, match="packing with ATA pooling needs sdpa or eager") as e:
+        enc.embed(batch)
+    assert "\n" not in str(e.value)
+
+
 def test_packed_gradients_equal_padded_gradients_under_lora_and_eager(tiny_dirs):
     from peft import LoraConfig, get_peft_model
 
