@@ -156,7 +156,8 @@ def train(
         lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_dtype=lora_dtype, quantize=quantize,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype, save_every=save_every,
         keep_checkpoints=keep_checkpoints, resume=resume, stop_after=stop_after, device=device, threads=threads,
-        group_by_length=group_by_length, packing=packing, report_to=report_to, compile=compile, liger=liger, progress=not quiet,
+        group_by_length=group_by_length, packing=packing, report_to=report_to, compile=compile, liger=liger,
+        progress=not quiet,
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: process 0 reports
         return

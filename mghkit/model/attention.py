@@ -47,9 +47,8 @@ class LastLayerAttention:
         self.enabled = enabled
         self.attn: torch.Tensor | None = None
         self.valid: torch.Tensor | None = None
-        self.mask: torch.Tensor | None = (
-            None  # a mask to use instead of the module's (packed rows under flash attention)
-        )
+        # a mask to use instead of the one the module gets (packed rows under flash attention get none)
+        self.mask: torch.Tensor | None = None
         modeling = sys.modules[type(self.module).__module__]
         self._rope = modeling.apply_rotary_pos_emb
         self._repeat_kv = modeling.repeat_kv

@@ -162,13 +162,12 @@ class Encoder:
         mask = packing.block_mask(segment_ids, causal=not self.config.bidirectional)
         if self._flash:
             return None, mask
-        if self._attn_implementation == "eager":
-            dtype = next(self.model.parameters()).dtype
-            dtype = dtype if dtype.is_floating_point else torch.float32
-            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
-                ~mask, torch.finfo(dtype).min
-            ), mask
-        return mask, mask
+        if self._attn_implementation != "eager":
+            return mask, mask
+        dtype = next(self.model.parameters()).dtype
+        dtype = dtype if dtype.is_floating_point else torch.float32  # a quantised base computes in float
+        additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
+        return additive, mask
 
     def weights(self, out: dict[str, torch.Tensor], pooling: str | None = None) -> torch.Tensor:
         """Pooling weights [B, S] for ``pooling`` (default: the config's) from a ``forward`` result."""

@@ -200,11 +200,9 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
     model = encoder.model
     if args.packing:
         encoder.check_packing()
-    speedups = {"liger_used": False, "compile_used": False}
-    if args.compile or args.liger:
-        from mghkit.train.speed import apply_speedups
+    from mghkit.train.speed import apply_speedups
 
-        speedups = apply_speedups(model, compile=args.compile, liger=args.liger, device_type=device.type)
+    speedups = apply_speedups(model, compile=args.compile, liger=args.liger, device_type=device.type)
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = args.warmup_steps if args.warmup_steps is not None else math.ceil(0.1 * len(plan))
