@@ -217,7 +217,8 @@ def worker_mghkit(data: str, out: str, model: str, steps: int, maxlen: int, extr
             "score": _score(result.encoder(), score_docs) if score_docs else None}  # fmt: skip
 
 
-def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_docs: int = 0) -> dict[str, Any]:
+def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_docs: int = 0,
+              seed: int = 0) -> dict[str, Any]:  # fmt: skip
     import datasets
     import torch
     from peft import LoraConfig, get_peft_model
@@ -231,7 +232,7 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
     instructions = {r["instruction"] for r in rows}
     if len(instructions) != 1:
         raise ValueError(f"the ST arm takes one instruction for all queries, the data has {len(instructions)}")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     st = _st_model(model, maxlen)
     tf = st[0]
     # transformers' add_adapter wants peft >= 0.22; wrap the HF model with peft directly (same LoRA).
@@ -261,7 +262,7 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
 
     args = SentenceTransformerTrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, max_steps=steps, learning_rate=2e-4, warmup_steps=0,
-        save_strategy="no", report_to="none", logging_steps=10**6, dataloader_drop_last=True, seed=0,
+        save_strategy="no", report_to="none", logging_steps=10**6, dataloader_drop_last=True, seed=seed,
         use_cpu=True, disable_tqdm=True, prompts={"anchor": _st_prompt(instructions.pop())},
     )  # fmt: skip
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=ds,
@@ -283,9 +284,10 @@ def worker_st_base_score(model: str, maxlen: int, score_docs: int) -> dict[str, 
     return {"score": _score(_STEncoder(_st_model(model, maxlen)), score_docs)}
 
 
-def worker_dtype(data: str, model: str, maxlen: int, chunks: int = 6) -> dict[str, Any]:
-    """fp32 vs a bf16 base (LoRA fp32) on CPU: the same length-grouped micro-batches, forward + backward
-    one after the other in ONE process, so each pair of timings is side by side."""
+def worker_side_by_side(data: str, model: str, maxlen: int, variant: str, chunks: int = 6) -> dict[str, Any]:
+    """Two encoders over the same length-grouped micro-batches, forward + backward one after the other
+    in ONE process, so each pair of timings is side by side. ``variant``: "dtype" (fp32 vs a bf16 base,
+    LoRA fp32, no dropout) or "dropout" (peft's LoRA dropout 0.05 vs mghkit's sparse dropout, fp32)."""
 
     from mghkit.model.config import EncoderConfig
     from mghkit.schema import Example
@@ -294,11 +296,15 @@ def worker_dtype(data: str, model: str, maxlen: int, chunks: int = 6) -> dict[st
     from mghkit.train.lora import LoraSettings, build_trainable_encoder
     from mghkit.train.loss import info_nce
 
+    settings = {"dtype": {"float32": ("float32", LoraSettings(16, 32, 0.0)),
+                          "bfloat16": ("bfloat16", LoraSettings(16, 32, 0.0))},
+                "dropout": {"peft": ("float32", LoraSettings(16, 32, 0.05, sparse_dropout=False)),
+                            "sparse": ("float32", LoraSettings(16, 32, 0.05, sparse_dropout=True))}}[variant]  # fmt: skip
     examples = group_by_length([Example(**json.loads(line)) for line in Path(data).read_text().splitlines()], BATCH)
-    encoders = {dt: build_trainable_encoder(EncoderConfig(base_model=model, pooling="mean", max_length=maxlen,
-                                                          bidirectional=False, dtype=dt),
-                                            lora=LoraSettings(16, 32, 0.0), gradient_checkpointing=False)
-                for dt in ("float32", "bfloat16")}  # fmt: skip
+    encoders = {name: build_trainable_encoder(EncoderConfig(base_model=model, pooling="mean", max_length=maxlen,
+                                                            bidirectional=False, dtype=dt),
+                                              lora=lora, gradient_checkpointing=False)
+                for name, (dt, lora) in settings.items()}  # fmt: skip
 
     def step(enc: Any, chunk: list[Any]) -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -311,24 +317,34 @@ def worker_dtype(data: str, model: str, maxlen: int, chunks: int = 6) -> dict[st
     for enc in encoders.values():
         step(enc, examples[:BATCH])  # the one-time warm-up of a fresh process
     stride = max(BATCH, (len(examples) // chunks) // BATCH * BATCH)
-    rows = []
-    for k in range(chunks):
-        chunk = examples[k * stride : k * stride + BATCH]
-        rows.append({dt: step(enc, chunk) for dt, enc in encoders.items()})
-    speedups = [r["float32"][0] / r["bfloat16"][0] for r in rows]
-    gaps = [abs(r["float32"][1] - r["bfloat16"][1]) for r in rows]
+    rows = [{name: step(enc, examples[k * stride : k * stride + BATCH]) for name, enc in encoders.items()}
+            for k in range(chunks)]  # fmt: skip
+    slow, fast = settings
+    speedups = [r[slow][0] / r[fast][0] for r in rows]
+    mean_s = {name: statistics.mean(r[name][0] for r in rows) for name in settings}
+    gaps = [abs(r[slow][1] - r[fast][1]) for r in rows]
+    per = (f"(per micro-batch {', '.join(f'{x:.2f}' for x in speedups)}; {mean_s[slow]:.2f} s vs {mean_s[fast]:.2f} s "
+           "a micro-batch)")  # fmt: skip
+    if variant == "dropout":
+        lines = [
+            f"Sparse LoRA dropout (`--sparse-dropout`, the default; mghkit/train/dropout.py): forward + backward of "
+            f"{chunks} length-grouped micro-batches of {BATCH}, LoRA dropout 0.05 through peft's `torch.nn.Dropout` "
+            f"and through mghkit's sparse draw one after the other in one process: **sparse {statistics.median(speedups):.2f}x "
+            f"faster** {per}. Same mask distribution (i.i.d. Bernoulli, tests/train/test_dropout.py), other random "
+            "draws: the losses are not equal step by step, the dropout is the same in law.",
+            "",
+        ]  # fmt: skip
+        return {"lines": lines, "speedups": speedups}
     amx = "amx_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
     lines = [
         f"bf16 on CPU (`--dtype bfloat16`: the base in bf16, LoRA in fp32; this CPU {'has' if amx else 'lacks'} "
         f"AMX-BF16): forward + backward of {chunks} length-grouped micro-batches of {BATCH}, fp32 and bf16 one after "
-        f"the other in one process: **bf16 {statistics.median(speedups):.2f}x faster** (per micro-batch "
-        f"{', '.join(f'{x:.2f}' for x in speedups)}; {statistics.mean(r['float32'][0] for r in rows):.2f} s vs "
-        f"{statistics.mean(r['bfloat16'][0] for r in rows):.2f} s a micro-batch); the loss differs by at most "
-        f"{max(gaps):.4f} (fp32 {statistics.mean(r['float32'][1] for r in rows):.4f} on average). Not the default "
+        f"the other in one process: **bf16 {statistics.median(speedups):.2f}x faster** {per}; the loss differs by at "
+        f"most {max(gaps):.4f} (fp32 {statistics.mean(r[slow][1] for r in rows):.4f} on average). Not the default "
         "on CPU (fp32, as sentence-transformers' trainer); the held-out score after bf16 training is not measured.",
         "",
     ]
-    return {"lines": lines}
+    return {"lines": lines, "speedups": speedups}
 
 
 def worker_memory(data: str, out: str, model: str, batch: int, accum: int, grad_cache: bool) -> dict[str, Any]:
@@ -368,21 +384,24 @@ def run() -> str:
         data = str(write_data(folder))
         n_examples = len(Path(data).read_text().splitlines())
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*configs, ST_NAME]}
-        for rep in range(repeats):
-            docs = score_docs if rep == 0 else 0
+        for rep in range(repeats):  # repeat k: seed k for every trainer (the held-out scores' spread is the noise)
             for k, (name, extra) in enumerate(configs.items()):
                 runs[name].append(_spawn("mghkit", data=data, out=str(folder / f"m{k}-{rep}"), model=model, steps=steps,
-                                         maxlen=maxlen, extra=extra, score_docs=docs if k == 0 else 0))  # fmt: skip
+                                         maxlen=maxlen, extra={**extra, "seed": rep},
+                                         score_docs=score_docs if k == 0 else 0))  # fmt: skip
             runs[ST_NAME].append(_spawn("st", data=data, out=str(folder / f"s{rep}"), model=model, steps=steps,
-                                        maxlen=maxlen, score_docs=docs))  # fmt: skip
+                                        maxlen=maxlen, score_docs=score_docs, seed=rep))  # fmt: skip
             print(f"  repeat {rep}: " + ", ".join(f"{n.split(' (')[0]} {r[-1]['step_s']:.2f} s/step" for n, r in runs.items()),
                   file=sys.stderr, flush=True)  # fmt: skip
         base = _spawn("base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
         base_st = _spawn("st_base", model=model, maxlen=maxlen, score_docs=score_docs)["score"] if score_docs else None
         memory = _memory_rows(folder, repeats) if _env_int("BENCH_TRAIN_MEMORY", 1) else []
-        dtype = (
-            _spawn("dtype", data=data, model=model, maxlen=maxlen)["lines"] if _env_int("BENCH_TRAIN_DTYPE", 1) else []
-        )
+        side = [
+            line
+            for variant in ("dropout", "dtype")
+            if _env_int(f"BENCH_TRAIN_{variant.upper()}", 1)
+            for line in _spawn("side_by_side", data=data, model=model, maxlen=maxlen, variant=variant)["lines"]
+        ]
 
     pad_lines = padding_rows(model)
     grouped, plain, packed = (runs[name] for name in configs)
@@ -410,9 +429,9 @@ def run() -> str:
     for name, rows in runs.items():
         s_step = statistics.median(r["step_s"] for r in rows)
         pad = f"{statistics.mean(r['padding'] for r in rows):.1%}" if "padding" in rows[0] else "n/a"
-        score = rows[0].get("score")
+        scores = [r["score"] for r in rows if r.get("score") is not None]
         lines.append(f"| {name} | {s_step:.2f} | {BATCH / s_step:.2f} | {statistics.median(tok_s[name]):,.0f} | {pad} | "
-                     f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {'' if score is None else f'{score:.4f}'} |")  # fmt: skip
+                     f"{max(r['peak_rss_mb'] for r in rows):,.0f} | {_mean_sd(scores)} |")  # fmt: skip
     if base is not None and base_st is not None:
         lines.append(f"| (the untrained model, mghkit's encoder) | | | | | | {base:.4f} |")
         lines.append(f"| (the untrained model, through sentence-transformers) | | | | | | {base_st:.4f} |")
@@ -425,8 +444,9 @@ def run() -> str:
         f"({', '.join(f'{r:.2f}' for r in ratios_packed)}). Over file order with padding: grouping alone "
         f"{statistics.median(ratios_group):.2f}x, packing alone {statistics.median(ratios_pack):.2f}x. "
         + (
-            f"The held-out score is of the first repeat's runs ({steps} steps: a check that both trainers learn alike, "
-            f"not a converged score; {score_docs} documents ranked)."
+            f"Held-out nDCG@10: mean +- standard deviation over the {repeats} repeats (seeds 0-{repeats - 1}; {steps} "
+            f"steps: a check that both trainers learn alike, not a converged score; {score_docs} documents ranked); "
+            f"mghkit minus sentence-transformers per seed: {_diffs(runs, configs)}."
             if score_docs
             else "Held-out score not measured (BENCH_TRAIN_SCORE_DOCS=0)."
         ),
@@ -444,13 +464,26 @@ def run() -> str:
         "",
     ]
     lines += pad_lines
-    lines += dtype
+    lines += side
     if memory:
         lines += memory
     return "\n".join(lines) + "\n"
 
 
 ST_NAME = "sentence-transformers MNRL trainer"
+
+
+def _mean_sd(scores: list[float]) -> str:
+    if not scores:
+        return ""
+    if len(scores) == 1:
+        return f"{scores[0]:.4f}"
+    return f"{statistics.mean(scores):.4f} +- {statistics.stdev(scores):.4f}"
+
+
+def _diffs(runs: dict[str, list[dict[str, Any]]], configs: dict[str, Any]) -> str:
+    pairs = zip(runs[next(iter(configs))], runs[ST_NAME], strict=True)
+    return ", ".join(f"{m['score'] - s['score']:+.4f}" for m, s in pairs if m.get("score") is not None)
 
 
 def _memory_rows(folder: Path, repeats: int) -> list[str]:
@@ -493,7 +526,7 @@ def _worker_main(kind: str, kw: dict[str, Any]) -> None:
     setup_model()
     torch.set_num_threads(int(os.environ.get("BENCH_TRAIN_THREADS", os.cpu_count() or 1)))
     fn = {"mghkit": worker_mghkit, "st": worker_st, "memory": worker_memory, "base": worker_base_score,
-          "st_base": worker_st_base_score, "dtype": worker_dtype}[kind]  # fmt: skip
+          "st_base": worker_st_base_score, "side_by_side": worker_side_by_side}[kind]  # fmt: skip
     print(json.dumps(fn(**kw)))
 
 

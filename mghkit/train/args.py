@@ -68,6 +68,7 @@ class TrainArgs:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    sparse_dropout: bool = True  # LoRA dropout masks drawn sparsely, same distribution (mghkit/train/dropout.py)
     lora_dtype: str = "float32"  # "base": adapters in the model's dtype (faster on GPU, see docs/training.md)
     quantize: str | None = _opt(None, "none")
     gradient_checkpointing: bool = True
@@ -147,7 +148,7 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 # The fields that must not change between a run and its --resume.
 RESUME_FIXED = ("base_model", "schedule", "pooling", "causal", "max_length", "steps", "epochs", "batch_size",
                 "grad_accum", "grad_cache", "lr", "warmup_steps", "temperature", "seed", "lora", "lora_r",
-                "lora_alpha", "lora_dropout", "lora_dtype", "quantize", "group_by_length")  # fmt: skip
+                "lora_alpha", "lora_dropout", "sparse_dropout", "lora_dtype", "quantize", "group_by_length")  # fmt: skip
 # What a run records beside its arguments in training_args.json (read back, not replayed).
 RECORDED = ("world_size", "warmup_steps_used", "dtype_used", "device_used", "liger_used", "compile_used")
 # Fields a config file does not replay: a replay is a new run unless --resume is given again.

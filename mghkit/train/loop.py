@@ -194,7 +194,13 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
 
         liger_runs_on(device.type)  # CUDA without the package: refused before the model loads
     config = _encoder_config(args, device)
-    lora = LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout, dtype=args.lora_dtype) if args.lora else None
+    lora = (
+        LoraSettings(
+            args.lora_r, args.lora_alpha, args.lora_dropout, dtype=args.lora_dtype, sparse_dropout=args.sparse_dropout
+        )
+        if args.lora
+        else None
+    )
     encoder = build_trainable_encoder(config, lora=lora, quantize=args.quantize,
                                       gradient_checkpointing=args.gradient_checkpointing, device=device, seed=args.seed)  # fmt: skip
     model = encoder.model
@@ -318,7 +324,8 @@ def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, schedu
     saved = checkpoint.read_state(ckpt)
     if saved.get("data_sha256") != state["data_sha256"]:
         raise UsageError(f"{out}: --resume with a different training file (sha256 differs from the run's)")
-    legacy = {"group_by_length": False}  # runs saved before the setting existed trained in file order
+    # runs saved before these settings existed trained in file order, with peft's dropout
+    legacy = {"group_by_length": False, "sparse_dropout": False}
     changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k, legacy.get(k)) != v]
     if changed:
         raise UsageError(f"{out}: --resume with changed settings: {', '.join(changed)} (resume needs the same ones)")
