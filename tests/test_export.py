@@ -43,6 +43,8 @@ def _cosines(a, b):
 
 
 def _assert_same_vectors(st, enc):
+    query_ids = st[0].preprocess(TEXTS, prompt=st.prompts["query"])["input_ids"]
+    assert query_ids.tolist() == enc.tokenize(TEXTS, DEFAULT_INSTRUCTION)["input_ids"].tolist()  # the same layout
     docs = _cosines(st.encode(TEXTS), enc.encode(TEXTS))
     queries = _cosines(st.encode(TEXTS, prompt_name="query"), enc.encode(TEXTS, instruction=DEFAULT_INSTRUCTION))
     assert docs.min() >= 0.9999 and queries.min() >= 0.9999, (docs, queries)
@@ -62,6 +64,39 @@ def test_sentence_transformers_gives_mghkit_vectors(trained, tmp_path, pooling):
     _assert_same_vectors(st, mghkit.load_encoder(run))
     card = (tmp_path / "st" / "README.md").read_text()
     assert "2509.00842" in card and "| steps | 4 |" in card and "Data lineage" in card
+
+
+def _without_query_tokens(file):
+    """``file`` (a JSON config) as mghkit wrote it before ``query_tokens`` existed."""
+    data = json.loads(file.read_text())
+    del data["query_tokens"]
+    file.write_text(json.dumps(data))
+
+
+def test_the_export_keeps_the_query_tokenization_of_the_run(trained, tmp_path):
+    """A new run tokenizes a query with its prompt as one string, an old run (no ``query_tokens``
+    saved) apart; the export carries the mode, and an export made before the key stays "split"."""
+    from sentence_transformers import SentenceTransformer
+
+    old_run = _with_pooling(trained, tmp_path, "mean")
+    _without_query_tokens(old_run / "mghkit_model.json")
+    queries = {}
+    for name, run in (("joint", trained), ("split", old_run)):
+        enc = mghkit.load_encoder(run)
+        assert enc.config.query_tokens == name
+        mghkit.export(run, out=tmp_path / name)
+        assert json.loads((tmp_path / name / "sentence_bert_config.json").read_text())["query_tokens"] == name
+        st = SentenceTransformer(str(tmp_path / name), trust_remote_code=True, device="cpu")
+        assert st[0].query_tokens == name
+        _assert_same_vectors(st, enc)
+        queries[name] = st.encode(TEXTS, prompt_name="query")
+    assert _cosines(queries["joint"], queries["split"]).min() < 0.9999  # the mode changes the query vectors
+    for file in ("sentence_bert_config.json", "mghkit_model.json"):  # an export written before the key
+        _without_query_tokens(tmp_path / "split" / file)
+    st = SentenceTransformer(str(tmp_path / "split"), trust_remote_code=True, device="cpu")
+    assert st[0].query_tokens == "split" and mghkit.load_encoder(tmp_path / "split").config.query_tokens == "split"
+    _assert_same_vectors(st, mghkit.load_encoder(old_run))
+    np.testing.assert_allclose(st.encode(TEXTS, prompt_name="query"), queries["split"], atol=1e-6)
 
 
 def test_hf_export_loads_with_plain_transformers(trained, tmp_path):

@@ -2,8 +2,8 @@
 
 One SQLite file (``<cache_dir>/eval/embeddings.sqlite3``) maps a key to a float32 vector. The key is
 the sha256 of the encoder's identity (model name and weights fingerprint, adapter hash, pooling,
-max length, attention direction, dtype) plus the instruction plus the text, so any change to one
-of them is a miss. SQLite makes concurrent runs safe. A damaged file is moved aside with a
+max length, attention direction, dtype, query tokenization) plus the instruction plus the text, so
+any change to one of them is a miss. SQLite makes concurrent runs safe. A damaged file is moved aside with a
 warning and a new one started; a file that cannot be written is read, and the run goes on.
 
     >>> import tempfile, numpy as np

@@ -238,6 +238,8 @@ class DecoderGroup:
     def identity(self, pooling: str) -> str:
         cfg = {k: v for k, v in self.encoder.config.to_dict().items() if k not in {"extra", "base_model"}}
         cfg["pooling"] = pooling
+        if cfg.get("query_tokens") == "split":  # the layout from before the field: its cached vectors still hold
+            del cfg["query_tokens"]
         return f"{self._base}|{json.dumps(cfg, sort_keys=True)}"
 
     def encode(self, texts: Sequence[str], instruction: str | None) -> dict[str, np.ndarray]:

@@ -3,11 +3,14 @@
 Loaded by ``SentenceTransformer(DIR, trust_remote_code=True)`` with no mghkit installed: this
 file imports torch and sentence-transformers only (the pooling functions are copies of
 ``mghkit/model/pooling.py`` and ``mghkit/model/attention.py``; tests/test_export.py checks that
-the vectors equal mghkit's).
+the vectors equal mghkit's; ``_text_token_range`` is ``mghkit.model.encoder.text_token_range``).
 
 - ``MghkitTransformer``: the bidirectional decoder with mghkit's token layout - tokenizer
-  specials (e.g. BOS) + prompt + text + prompt suffix + EOS, the prompt tokenized apart from the
-  text, the prompt attended to but not pooled, position ids counted from the first real token.
+  specials (e.g. BOS) + prompt + text + prompt suffix + EOS, the prompt attended to but not
+  pooled, position ids counted from the first real token. ``query_tokens="joint"`` tokenizes
+  prompt + text + suffix as one string and gives each token to the prompt, the text or the suffix
+  by its character span (a token covering any text character is the text's); ``"split"`` (exports
+  made before the key existed) tokenizes the three apart, as those mghkit runs did.
   With ``capture_attention`` it also records the last layer's attention probabilities (for ATA)
   by recomputing softmax(q k^T * scaling + mask) in a pre-hook, so the model stays on sdpa.
   An ``adapter/`` folder beside the weights (an export made with ``--no-merge``) is applied
@@ -25,7 +28,7 @@ from typing import Any
 
 import torch
 
-try:  # sentence-transformers >= 6 passes the prompt to preprocess(), so it is tokenized apart
+try:  # sentence-transformers >= 6 passes the prompt to preprocess(), so its tokens are known apart
     from sentence_transformers.base.modules import Module, Transformer
 except ImportError as e:  # pragma: no cover - sentence-transformers 5 joins prompt and text: wrong query vectors
     raise ImportError(f"this mghkit export needs sentence-transformers >= 6.2 ({e})") from e
@@ -42,6 +45,7 @@ class MghkitTransformer(Transformer):  # type: ignore[misc]
         "pool_prompt",
         "prompt_suffix",
         "capture_attention",
+        "query_tokens",
     ]
 
     def __init__(
@@ -52,11 +56,15 @@ class MghkitTransformer(Transformer):  # type: ignore[misc]
         pool_prompt: bool = False,
         prompt_suffix: str = "",
         capture_attention: bool = False,
+        query_tokens: str = "split",  # an export written before the key: its queries as it made them
         **kwargs: Any,
     ) -> None:
         super().__init__(model_name_or_path, *args, **kwargs)
+        if query_tokens not in ("joint", "split"):
+            raise ValueError(f"unknown query_tokens {query_tokens!r} (choose from joint, split)")
         self.add_eos, self.pool_prompt = add_eos, pool_prompt
         self.prompt_suffix, self.capture_attention = prompt_suffix, capture_attention
+        self.query_tokens = query_tokens
         adapter = os.path.join(str(model_name_or_path), "adapter")
         if os.path.isfile(os.path.join(adapter, "adapter_config.json")):
             from peft import PeftModel
@@ -67,6 +75,7 @@ class MghkitTransformer(Transformer):  # type: ignore[misc]
         eos = [tok.eos_token_id] if add_eos and tok.eos_token_id is not None else []
         self._eos = [] if eos and self._tail[-1:] == eos else eos
         self._prompts: dict[str, tuple[list[int], list[int]]] = {}
+        self._joint = query_tokens == "joint" and bool(getattr(tok, "is_fast", False))
         self._hook: _LastLayerAttention | None = None
 
     # ------------------------------------------------------------------ tokenization (mghkit's layout)
@@ -74,7 +83,13 @@ class MghkitTransformer(Transformer):  # type: ignore[misc]
         tok: Any = self.tokenizer
         pre: list[int] = []
         post: list[int] = []
-        if prompt:
+        body: list[int] | None = None
+        if prompt and self._joint:
+            enc = tok(prompt + text + self.prompt_suffix, add_special_tokens=False, return_offsets_mapping=True)
+            ids = list(enc["input_ids"])
+            a, b = _text_token_range(enc["offset_mapping"], len(prompt), len(prompt) + len(text))
+            pre, body, post = ids[:a], ids[a:b], ids[b:]
+        elif prompt:
             if prompt not in self._prompts:
                 self._prompts[prompt] = tuple(  # type: ignore[assignment]
                     list(tok(x, add_special_tokens=False)["input_ids"]) if x else []
@@ -83,7 +98,9 @@ class MghkitTransformer(Transformer):  # type: ignore[misc]
             pre, post = self._prompts[prompt]
         limit = self.max_seq_length or 512
         budget = limit - len(self._head) - len(pre) - len(post) - len(self._tail) - len(self._eos)
-        body = tok(text, add_special_tokens=False)["input_ids"][: max(budget, 1)]
+        if body is None:
+            body = tok(text, add_special_tokens=False)["input_ids"]
+        body = body[: max(budget, 1)]
         flag = 1 if self.pool_prompt else 0
         ids = self._head + pre + body + post + self._tail + self._eos
         pooled = [1] * len(self._head) + [flag] * len(pre) + [1] * len(body) + [flag] * len(post)
@@ -217,6 +234,18 @@ def _ata_weights(
         safe = torch.where(total == 0, torch.ones_like(total), total)
         w = torch.where(total == 0, torch.zeros_like(w), w / safe).clamp(min=0.0)
     return _normalise(w, mask)
+
+
+def _text_token_range(spans: Any, start: int, end: int) -> tuple[int, int]:
+    """(first, last + 1) index of the tokens whose character span overlaps [start, end)."""
+    n = len(spans)
+    first = 0
+    while first < n and spans[first][1] <= start:
+        first += 1
+    last = n
+    while last > first and spans[last - 1][0] >= end:
+        last -= 1
+    return (first, first) if end <= start else (first, last)
 
 
 def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:

@@ -166,7 +166,7 @@ def _save_st(folder: Path, config: Any, dim: int, prompt: str, suffix: str) -> N
     write_json_atomic(folder / "sentence_bert_config.json", {
         "max_seq_length": config.max_length, "do_lower_case": False, "add_eos": config.add_eos,
         "pool_prompt": config.pool_instruction, "prompt_suffix": suffix,
-        "capture_attention": config.pooling == "ata",
+        "capture_attention": config.pooling == "ata", "query_tokens": config.query_tokens,
     })  # fmt: skip
     pooling: dict[str, Any] = {"embedding_dimension": dim, "pooling": config.pooling,
                                "ata_direction": config.ata_direction, "ata_sign": config.ata_sign}  # fmt: skip

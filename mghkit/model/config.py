@@ -19,6 +19,10 @@ POOLINGS = ("ata", "mean", "last", "weighted-mean")
 ATA_DIRECTIONS = ("received", "given")
 ATA_SIGNS = ("positive", "literal")
 DTYPES = ("float32", "bfloat16", "float16")
+# how a query meets its instruction: "joint" tokenizes instruction + query as ONE string (what
+# sentence-transformers does; the query's first word keeps its leading-space token), "split"
+# tokenizes them apart (the layout before the field existed: configs saved without it get "split")
+QUERY_TOKENS = ("joint", "split")
 # torch's device types (torch.device's own list, plus "npu" of the Ascend plugin): a device name is
 # checked against them before torch is imported, so a typo fails in milliseconds, not after a model load
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hpu", "npu", "mtia", "meta", "xla", "ipu", "hip", "ve", "fpga",
@@ -33,6 +37,8 @@ class EncoderConfig:
     True
     >>> EncoderConfig.from_dict({"base_model": "x", "pooling": "mean", "future_field": 1}).pooling
     'mean'
+    >>> EncoderConfig().query_tokens, EncoderConfig.from_dict({"base_model": "x"}).query_tokens
+    ('joint', 'split')
     """
 
     base_model: str = "local"
@@ -42,6 +48,7 @@ class EncoderConfig:
     bidirectional: bool = True
     query_format: str = QUERY_FORMAT
     pool_instruction: bool = False  # instruction tokens are attended to but not pooled
+    query_tokens: str = "joint"  # QUERY_TOKENS; a saved config without it is "split" (from_dict)
     add_eos: bool = True  # append the tokenizer's EOS (the closing token last-token pooling reads)
     max_length: int = 512
     padding_side: str = "right"
@@ -54,6 +61,7 @@ class EncoderConfig:
         check_choice("ata sign", self.ata_sign, ATA_SIGNS)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("padding side", self.padding_side, ("left", "right"))
+        check_choice("query tokens", self.query_tokens, QUERY_TOKENS)
         if self.max_length < 4:
             raise UsageError(f"max length must be >= 4, got {self.max_length}")
         if "{query}" not in self.query_format:
@@ -64,9 +72,10 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
-        """Build from a dict, ignoring keys this version does not know (forward compatible)."""
+        """Build from a dict, ignoring keys this version does not know (forward compatible). A dict
+        saved before ``query_tokens`` existed gets ``"split"``: old run dirs keep their vectors."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{"query_tokens": "split", **{k: v for k, v in data.items() if k in names}})
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (``path`` is a run dir or a file)."""

@@ -11,6 +11,13 @@ Token layout of one text: [tokenizer prefix specials, e.g. BOS] + [instruction p
 tokens are attended to but not pooled (``config.pool_instruction``); every other non-pad token,
 BOS and EOS included, is pooled. Positions are counted from the first real token, so left and
 right padding give the same vectors.
+
+A query is tokenized as ONE string, ``query_format`` with ``{task}`` and ``{query}`` filled
+(``config.query_tokens == "joint"``, a fast tokenizer): each token goes to the instruction prefix,
+the text or the instruction suffix by its character span, a token that covers any of the text's
+characters (``Ġsodium``, which starts on the prefix's trailing space) to the text. ``"split"``
+(configs saved before the field, and slow tokenizers, which give no spans) tokenizes the three
+pieces apart, as mghkit did first.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class Encoder:
         if self._eos and self._specials[1][-1:] == self._eos:
             self._eos = []
         self._instructions: dict[str, tuple[list[int], list[int]]] = {}
+        self._formats: dict[str, tuple[str, str]] = {}
+        self._joint = config.query_tokens == "joint" and bool(getattr(tokenizer, "is_fast", False))
         self._hook: LastLayerAttention | None = None
         if config.pooling == "ata":
             self._ensure_hook()
@@ -53,13 +62,20 @@ class Encoder:
     # ------------------------------------------------------------------ tokenization
     def features(self, text: str, instruction: str | None = None) -> Features:
         """Token ids and pool flags (1 = pooled) for one text, truncated to ``config.max_length``."""
-        tok = self.tokenizer
         head, tail = self._specials
-        pre, post = self._instruction_ids(instruction) if instruction is not None else ([], [])
+        body: list[int] | None = None
+        if instruction is None:
+            pre, post = [], []
+        elif self._joint:
+            pre, body, post = self._joint_ids(text, instruction)
+        else:
+            pre, post = self._instruction_ids(instruction)
         budget = self.config.max_length - len(head) - len(pre) - len(post) - len(tail) - len(self._eos)
         if budget < 1:
             raise UsageError(f"the instruction leaves no room for text within max length {self.config.max_length}")
-        body = tok(text, add_special_tokens=False)["input_ids"][:budget]
+        if body is None:
+            body = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        body = body[:budget]
         flag = 1 if self.config.pool_instruction else 0
         ids = head + pre + body + post + tail + self._eos
         pooled = (
@@ -71,14 +87,28 @@ class Encoder:
         )
         return ids, pooled
 
-    def _instruction_ids(self, instruction: str) -> tuple[list[int], list[int]]:
-        """Token ids of the query format before and after ``{query}`` (cached per instruction)."""
-        if instruction not in self._instructions:
+    def _query_format(self, instruction: str) -> tuple[str, str]:
+        """The query format before and after ``{query}``, ``{task}`` filled (cached per instruction)."""
+        if instruction not in self._formats:
             before, _, after = self.config.query_format.partition("{query}")
-            enc = [self.tokenizer(x.replace("{task}", instruction), add_special_tokens=False)["input_ids"] if x else []
-                   for x in (before, after)]  # fmt: skip
+            self._formats[instruction] = (before.replace("{task}", instruction), after.replace("{task}", instruction))
+        return self._formats[instruction]
+
+    def _instruction_ids(self, instruction: str) -> tuple[list[int], list[int]]:
+        """ "split": token ids of the query format before and after ``{query}``, each tokenized alone."""
+        if instruction not in self._instructions:
+            enc = [self.tokenizer(x, add_special_tokens=False)["input_ids"] if x else []
+                   for x in self._query_format(instruction)]  # fmt: skip
             self._instructions[instruction] = (list(enc[0]), list(enc[1]))
         return self._instructions[instruction]
+
+    def _joint_ids(self, text: str, instruction: str) -> tuple[list[int], list[int], list[int]]:
+        """ "joint": (prefix, text, suffix) ids of the formatted query, tokenized as one string."""
+        before, after = self._query_format(instruction)
+        enc = self.tokenizer(before + text + after, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        a, b = text_token_range(enc["offset_mapping"], len(before), len(before) + len(text))
+        return ids[:a], ids[a:b], ids[b:]
 
     def collate(self, feats: Sequence[Features]) -> dict[str, torch.Tensor]:
         """Pad to the longest (on ``config.padding_side``): input_ids, attention_mask, pool_mask, position_ids."""
@@ -334,6 +364,28 @@ def load_encoder(
     if device:
         model.to(device)
     return Encoder(model, tokenizer, config, name=name)
+
+
+def text_token_range(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """(first, last + 1) index of the tokens whose character span overlaps ``[start, end)``: the
+    text's tokens of a query tokenized with its instruction. Walks in from both ends, so the work
+    is the instruction's length, not the text's.
+
+    >>> text_token_range([(0, 6), (6, 7), (7, 14), (14, 18), (18, 19)], 7, 18)  # "Query: sodium name?"
+    (2, 4)
+    >>> text_token_range([(0, 5), (5, 12), (12, 17)], 6, 17)  # a token from the prefix's space on is text
+    (1, 3)
+    >>> text_token_range([(0, 6), (6, 7)], 7, 7)  # an empty text has no tokens
+    (2, 2)
+    """
+    n = len(spans)
+    first = 0
+    while first < n and spans[first][1] <= start:
+        first += 1
+    last = n
+    while last > first and spans[last - 1][0] >= end:
+        last -= 1
+    return (first, first) if end <= start else (first, last)
 
 
 def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:

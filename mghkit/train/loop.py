@@ -217,9 +217,12 @@ def _train(args: TrainArgs, prepared: tuple[TrainData, list[Step]], dist: DistIn
 
     start = 0
     fixed = rundir.portable_args(args, out)
-    state = {"data_sha256": data.sha256, "plan_steps": len(plan), "args": {k: fixed[k] for k in RESUME_FIXED}}
+    state = {"data_sha256": data.sha256, "plan_steps": len(plan), "args": {k: fixed[k] for k in RESUME_FIXED},
+             "query_tokens": config.query_tokens}  # fmt: skip
     if args.resume:
         start = _resume(out, state, model, optimizer, scheduler, dist, device)
+        if state["query_tokens"] != config.query_tokens:  # a run checkpointed before the field: split, as it began
+            encoder = encoder.with_config(query_tokens=state["query_tokens"])
         if main:
             log.info("resuming at step %d of %d", start, len(plan))
     if main:
@@ -324,6 +327,7 @@ def _resume(out: Path, state: dict[str, Any], model: Any, optimizer: Any, schedu
     saved = checkpoint.read_state(ckpt)
     if saved.get("data_sha256") != state["data_sha256"]:
         raise UsageError(f"{out}: --resume with a different training file (sha256 differs from the run's)")
+    state["query_tokens"] = saved.get("query_tokens", "split")  # the run goes on tokenizing queries as it began
     # runs saved before these settings existed trained in file order, with peft's dropout
     legacy = {"group_by_length": False, "sparse_dropout": False}
     changed = [k for k, v in state["args"].items() if saved.get("args", {}).get(k, legacy.get(k)) != v]

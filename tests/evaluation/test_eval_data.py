@@ -146,3 +146,20 @@ def test_model_identity_follows_adapter_and_base_weights(tmp_path: Path) -> None
     (base / "config.json").write_text('{"model_type": "mistral"}')
     assert _model_fingerprint(str(run), enc) != second
     assert fingerprint(base) == fingerprint(base) and len(fingerprint(base)) == 16
+
+
+def test_cache_identity_follows_the_query_tokenization() -> None:
+    """Joint and split queries are other vectors: other cache keys. A "split" config (an old run)
+    keeps the identity it had before the field existed, so its cached vectors still count."""
+    from types import SimpleNamespace
+
+    from mghkit.evaluation.models import DecoderGroup
+    from mghkit.model.config import EncoderConfig
+
+    def identity(config: EncoderConfig) -> str:
+        return DecoderGroup(SimpleNamespace(config=config), "src", ["mean"], batch_size=1, cache=None).identity("mean")
+
+    joint, split = EncoderConfig(), EncoderConfig.from_dict({"base_model": "local"})
+    assert (joint.query_tokens, split.query_tokens) == ("joint", "split")
+    assert identity(joint) != identity(split)
+    assert '"query_tokens"' not in identity(split) and '"query_tokens": "joint"' in identity(joint)

@@ -26,10 +26,12 @@ def enc(tiny_llama):
 def test_query_layout_instruction_not_pooled_eos_appended(enc):
     ids, pooled = enc.features("sodium latin name", TASK)
     tok = enc.tokenizer
-    prefix = tok(f"Instruct: {TASK}\nQuery: ", add_special_tokens=False)["input_ids"]
+    joint = tok(f"Instruct: {TASK}\nQuery: sodium latin name", add_special_tokens=False)["input_ids"]
+    assert ids == [tok.bos_token_id, *joint, tok.eos_token_id]  # one string (tests/model/test_query_tokens.py)
+    n_prefix = pooled[1:].index(1)
+    assert pooled == [1] + [0] * n_prefix + [1] * (len(joint) - n_prefix) + [1]
+    assert tok.decode(joint[n_prefix:]).strip() == "sodium latin name"
     body = tok("sodium latin name", add_special_tokens=False)["input_ids"]
-    assert ids == [tok.bos_token_id, *prefix, *body, tok.eos_token_id]
-    assert pooled == [1] + [0] * len(prefix) + [1] * len(body) + [1]
     doc_ids, doc_pooled = enc.features("sodium latin name")  # documents: no instruction, all pooled
     assert doc_ids == [tok.bos_token_id, *body, tok.eos_token_id] and all(doc_pooled)
     with_instr = enc.with_config(pool_instruction=True).features("sodium latin name", TASK)[1]

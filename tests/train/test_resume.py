@@ -39,3 +39,21 @@ def test_resume_refuses_changed_settings(tiny_model_dir, curriculum_file, tmp_pa
         train(make_args(str(curriculum_file), {**common, "resume": True, "lr": 1e-3}))
     with pytest.raises(UsageError, match="already holds a run"):
         train(make_args(str(curriculum_file), common))
+
+
+def test_a_run_checkpointed_before_query_tokens_resumes_split(tiny_model_dir, curriculum_file, tmp_path):
+    """A checkpoint without ``query_tokens`` trained its queries split: the resumed run keeps that mode
+    (in its later checkpoints and its mghkit_model.json); a new run is joint."""
+    from mghkit.train import checkpoint
+
+    common = dict(base_model=str(tiny_model_dir), steps=4, batch_size=4, save_every=1, threads=1)
+    joint = train(make_args(str(curriculum_file), {**common, "out": str(tmp_path / "new")}))
+    assert joint.encoder().config.query_tokens == "joint"
+    train(make_args(str(curriculum_file), {**common, "out": str(tmp_path / "old"), "stop_after": 2}))
+    state_file = checkpoint.latest(tmp_path / "old") / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state.pop("query_tokens") == "joint"
+    state_file.write_text(json.dumps(state))  # as mghkit wrote it before the field
+    train(make_args(str(curriculum_file), {**common, "out": str(tmp_path / "old"), "resume": True}))
+    assert json.loads((tmp_path / "old" / "mghkit_model.json").read_text())["query_tokens"] == "split"
+    assert checkpoint.read_state(checkpoint.latest(tmp_path / "old"))["query_tokens"] == "split"
