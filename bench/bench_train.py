@@ -214,6 +214,7 @@ def worker_mghkit(data: str, out: str, model: str, steps: int, maxlen: int, extr
     return {"step_s": statistics.mean(r["step_s"] for r in steady),
             "tokens_per_step": statistics.mean(r["tokens"] for r in steady),
             "padding": statistics.mean(r["padding"] for r in steady), "peak_rss_mb": _peak_rss_mb(),
+            "steps": [[round(r["step_s"], 2), r["tokens"]] for r in rows],
             "score": _score(result.encoder(), score_docs) if score_docs else None}  # fmt: skip
 
 
@@ -271,6 +272,7 @@ def worker_st(data: str, out: str, model: str, steps: int, maxlen: int, score_do
     st.eval()
     tf.forward = plain_forward
     return {"step_s": statistics.mean(_steady(times)), "tokens_per_step": statistics.mean(_steady(tokens)),
+            "steps": [[round(t, 2), n] for t, n in zip(times, tokens, strict=True)],
             "peak_rss_mb": _peak_rss_mb(), "score": _score(_STEncoder(st), score_docs) if score_docs else None}  # fmt: skip
 
 

@@ -35,3 +35,14 @@ def test_st_arm_embeds_documents_as_mghkit_does(pair):
     docs = ["grep prints lines that match patterns.", "ls lists directory contents, sorted by name."]
     cos = (_STEncoder(st).encode(docs) * enc.encode(docs)).sum(axis=1)
     np.testing.assert_allclose(cos, 1.0, atol=1e-4)
+
+
+def test_st_arm_embeds_queries_as_mghkit_does(pair):
+    """Both tokenize the query with its instruction as one string (mghkit's ``query_tokens="joint"``),
+    so the two arms start from the same untrained model, queries included."""
+    st, enc = pair
+    queries = ["list directory contents", "print lines that match patterns"]
+    cos = (_STEncoder(st).encode(queries, instruction=INSTRUCTION) * enc.encode(queries, instruction=INSTRUCTION)).sum(
+        axis=1
+    )
+    np.testing.assert_allclose(cos, 1.0, atol=1e-4)
