@@ -159,3 +159,19 @@ def test_a_slow_tokenizer_keeps_the_split_layout(encoders):
     slow = Encoder(enc.model, Slow(enc.tokenizer), enc.config)
     for text in QUERIES:
         assert slow.features(text, TASK) == enc.with_config(query_tokens="split").features(text, TASK)
+
+
+def test_the_export_module_copy_of_the_span_walk_agrees():
+    """mghkit_st.py ships alone in every export, with its own copy of ``text_token_range``."""
+    import random
+
+    from mghkit.exporting.mghkit_st import _text_token_range
+    from mghkit.model.encoder import text_token_range
+
+    rng = random.Random(0)
+    for _ in range(500):
+        cuts = sorted(rng.sample(range(1, 40), rng.randint(1, 12)))
+        spans = list(zip([0, *cuts], [*cuts, 40], strict=True))
+        start = rng.randint(0, 40)
+        end = rng.randint(start, 40)
+        assert _text_token_range(spans, start, end) == text_token_range(spans, start, end)
