@@ -57,3 +57,23 @@ def test_a_run_checkpointed_before_query_tokens_resumes_split(tiny_model_dir, cu
     train(make_args(str(curriculum_file), {**common, "out": str(tmp_path / "old"), "resume": True}))
     assert json.loads((tmp_path / "old" / "mghkit_model.json").read_text())["query_tokens"] == "split"
     assert checkpoint.read_state(checkpoint.latest(tmp_path / "old"))["query_tokens"] == "split"
+
+
+def test_a_run_checkpointed_before_sparse_dropout_resumes_only_with_peft_dropout(
+    tiny_model_dir, curriculum_file, tmp_path
+):
+    """A checkpoint without ``sparse_dropout`` trained with peft's dropout: resuming it with the new
+    default is refused in one line naming the setting; with ``--no-sparse-dropout`` it continues."""
+    from mghkit.train import checkpoint
+
+    common = dict(base_model=str(tiny_model_dir), steps=4, batch_size=4, save_every=1, threads=1,
+                  lora_dropout=0.1, out=str(tmp_path / "old"))  # fmt: skip
+    train(make_args(str(curriculum_file), {**common, "sparse_dropout": False, "stop_after": 2}))
+    state_file = checkpoint.latest(tmp_path / "old") / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["args"].pop("sparse_dropout") is False
+    state_file.write_text(json.dumps(state))  # as mghkit wrote it before the setting
+    with pytest.raises(UsageError, match="changed settings: sparse_dropout"):
+        train(make_args(str(curriculum_file), {**common, "resume": True}))
+    resumed = train(make_args(str(curriculum_file), {**common, "resume": True, "sparse_dropout": False}))
+    assert len(resumed.losses) == 2
