@@ -294,6 +294,8 @@ def padding_fraction(examples: list[Example], indices: Sequence[int], group: int
     >>> round(padding_fraction(ex, [0, 1, 2, 3], 2, len, packing=True), 3)  # rows [6] [6] [2 2 2] [2 . .]
     0.167
     """
+    from mghkit.model.packing import pack_rows
+
     real = padded = 0
     for k in range(0, len(indices), group):
         chunk = [examples[i] for i in indices[k : k + group]]
@@ -301,8 +303,6 @@ def padding_fraction(examples: list[Example], indices: Sequence[int], group: int
         d = [count(t) for e in chunk for t in (e.positive, e.negative)]
         real += sum(q) + sum(d)
         if packing:
-            from mghkit.model.packing import pack_rows
-
             padded += len(pack_rows(q + d, max(q + d))) * max(q + d)
             continue
         parts = [sorted(d)[j : j + group] for j in range(0, len(d), group)] if sort_documents else [d]

@@ -120,12 +120,11 @@ def fine_tune(
              "warmup_steps": warmup_steps, "weight_decay": weight_decay, "max_grad_norm": max_grad_norm,
              "temperature": temperature, "seed": seed, "lora": lora, "lora_r": lora_r, "lora_alpha": lora_alpha,
              "lora_dropout": lora_dropout, "sparse_dropout": sparse_dropout, "lora_dtype": lora_dtype,
-             "quantize": quantize,
-             "gradient_checkpointing": gradient_checkpointing, "dtype": dtype, "save_every": save_every,
-             "keep_checkpoints": keep_checkpoints, "resume": resume, "stop_after": stop_after, "threads": threads,
-             "device": device, "extra": extra, "group_by_length": group_by_length, "packing": packing,
-             "report_to": report_to,
-             "compile": compile, "liger": liger}  # fmt: skip
+             "quantize": quantize, "gradient_checkpointing": gradient_checkpointing, "dtype": dtype,
+             "save_every": save_every, "keep_checkpoints": keep_checkpoints, "resume": resume,
+             "stop_after": stop_after, "threads": threads, "device": device, "extra": extra,
+             "group_by_length": group_by_length, "packing": packing, "report_to": report_to, "compile": compile,
+             "liger": liger}  # fmt: skip
     config = None if config is None else os.fspath(config)
     from mghkit.model.loading import check_encoder_options
     from mghkit.train.data import check_base_model, prepare
